@@ -1,0 +1,32 @@
+# Two commands: `make demo` (set up + run the whole pipeline on the embedded demo data + report)
+# and `make test` (set up + run the test suite). Everything lives in ./.venv.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: setup demo report test lint clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -e ".[test]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/snakemake --cores all
+	$(BIN)/snakemake --report results/report.html
+
+report: $(STAMP)
+	$(BIN)/snakemake --report results/report.html
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/snakemake --lint
+
+clean:
+	rm -rf results .snakemake resources/demo resources/rembg_models/demo-sod.onnx

@@ -1,0 +1,25 @@
+# fashion-rembg: does removing the background of fashion photos help neural networks?
+# Raw data → prepared stores → rembg masks → composites → training → tables, figures, report.
+from snakemake.utils import min_version
+
+min_version("9.12")
+
+
+configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/saliency.smk"
+include: "workflow/rules/classify.smk"
+include: "workflow/rules/segment.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        final_outputs(),

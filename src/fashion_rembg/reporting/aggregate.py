@@ -1,0 +1,533 @@
+"""Aggregate run outputs (``metrics.json`` per experiment × seed) into tables.
+
+Terminology used throughout:
+
+* **run** – one ``metrics.json`` (one experiment, one seed).
+* **configuration** – the experiment fields other than ``id``, ``variant``,
+  ``sod`` and ``fill``: what stays fixed when the original images are compared
+  with their background-removed counterparts (task, dataset, arch, hyper-parameters).
+* **condition** – ``variant`` plus, for rembg, the saliency model ``sod`` and the
+  background ``fill`` (e.g. ``rembg (u2net, white)``).
+
+Everything here is deterministic: rows are sorted and floats are written with a
+fixed format, so the same inputs (in any order) give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+# Primary metric per task: the one the study compares between variants.
+PRIMARY_METRIC = {"classification": "top1", "segmentation": "miou"}
+# Known scalar metrics, in display order; other scalar metrics follow alphabetically.
+KNOWN_METRICS = {
+    "classification": ["top1", "top5", "macro_f1"],
+    "segmentation": ["miou", "pixel_accuracy"],
+}
+METRIC_TITLES = {
+    "top1": "top-1",
+    "top5": "top-5",
+    "macro_f1": "macro F1",
+    "miou": "mIoU",
+    "pixel_accuracy": "pixel acc.",
+    "best_epoch": "best epoch",
+}
+# Decimals in the Markdown tables (metrics are fractions in [0, 1]).
+METRIC_DIGITS = {"best_epoch": 1}
+TASK_ORDER = ["classification", "segmentation"]
+VARIANT_ORDER = ["original", "rembg", "oracle"]
+# Experiment fields that describe the condition rather than the configuration.
+CONDITION_FIELDS = ("id", "variant", "sod", "fill")
+REQUIRED_EXPERIMENT_KEYS = ("id", "task", "dataset", "arch", "variant")
+# Quality JSON keys: required ones first, then optional baselines.
+QUALITY_REQUIRED = ("n", "mean_iou", "mean_mae", "mean_fbeta")
+QUALITY_OPTIONAL = ("baseline_iou_all_foreground", "baseline_iou_center_prior")
+
+_FLOAT_FORMAT = "%.10g"  # enough digits for metrics, avoids 0.6100000000000001 noise
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _cell(value):
+    """Make an experiment value hashable/tabular: lists and dicts become canonical JSON."""
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return value
+
+
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = json.load(fh)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{what} file not found: {path}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(
+            f"{path}: malformed {what} JSON ({exc}); re-run the step that wrote it"
+        ) from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: {what} JSON must be an object, got {type(data).__name__}")
+    return data
+
+
+def _parse_run(path: Path) -> tuple[dict, set[str]]:
+    """Row of one run plus the names of its metric columns."""
+    data = _read_json(path, "metrics")
+    missing = [k for k in ("experiment", "seed", "metrics") if k not in data]
+    if missing:
+        raise ValueError(f"{path}: metrics.json lacks key(s) {missing} (see docs/CONTRACTS.md)")
+    exp, metrics, seed = data["experiment"], data["metrics"], data["seed"]
+    if not isinstance(exp, dict) or not isinstance(metrics, dict):
+        raise ValueError(f"{path}: 'experiment' and 'metrics' must be JSON objects")
+    missing = [k for k in REQUIRED_EXPERIMENT_KEYS if exp.get(k) in (None, "")]
+    if missing:
+        raise ValueError(f"{path}: experiment lacks key(s) {missing} (see docs/CONTRACTS.md)")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ValueError(f"{path}: 'seed' must be an integer, got {seed!r}")
+    task = exp["task"]
+    if task not in PRIMARY_METRIC:
+        raise ValueError(f"{path}: unknown task {task!r}; expected one of {sorted(PRIMARY_METRIC)}")
+    primary = PRIMARY_METRIC[task]
+    if primary not in metrics:
+        raise ValueError(f"{path}: metrics lack the primary metric {primary!r} for task {task!r}")
+
+    row = {}
+    for key, value in exp.items():
+        if key == "seed":  # the top-level seed is authoritative
+            continue
+        row[key] = _cell(value)
+    # Normalise "no saliency" to None so original runs group together.
+    for key in ("sod", "fill"):
+        if row.get(key) in ("", None) or (isinstance(row.get(key), float) and math.isnan(row[key])):
+            row[key] = None
+    row["seed"] = seed
+    metric_names = set()
+    for key, value in metrics.items():
+        if key in KNOWN_METRICS[task] and not _is_number(value):
+            raise ValueError(f"{path}: metric {key!r} must be a number, got {value!r}")
+        if _is_number(value):  # lists/dicts (confusion matrix, per-class) are not aggregated
+            if key in row:
+                raise ValueError(f"{path}: metric {key!r} clashes with an experiment field")
+            row[key] = float(value)
+            metric_names.add(key)
+    return row, metric_names
+
+
+def _metric_columns(present: set[str]) -> list[str]:
+    known = [m for t in TASK_ORDER for m in KNOWN_METRICS[t]]
+    return [m for m in known if m in present] + sorted(m for m in present if m not in known)
+
+
+def load_runs(metric_files: Sequence[Path | str]) -> pd.DataFrame:
+    """One row per run: experiment fields, ``seed`` and scalar metrics.
+
+    Non-scalar metrics (confusion matrix, per-class lists) are dropped; list/dict
+    experiment values are stored as canonical JSON strings so they can be grouped.
+    Rows are sorted by (task, id, seed) so the result does not depend on file order.
+    """
+    if not metric_files:
+        raise ValueError("load_runs: no metrics.json files given")
+    rows, metric_names, exp_names, origin = [], set(), set(), {}
+    for f in metric_files:
+        path = Path(f)
+        row, names = _parse_run(path)
+        key = (row["task"], row["id"], row["seed"])
+        if key in origin:
+            raise ValueError(
+                f"duplicate run {key[1]!r} seed {key[2]}: {origin[key]} and {path}"
+            )
+        origin[key] = path
+        rows.append(row)
+        metric_names |= names
+        exp_names |= set(row) - names - {"seed"}
+    df = pd.DataFrame(rows)
+    metric_cols = _metric_columns(metric_names)
+    clash = sorted(metric_names & exp_names)
+    if clash:  # a metric name in one file is an experiment field in another
+        raise ValueError(f"load_runs: {clash} used both as metric and as experiment field")
+    exp_cols = [c for c in REQUIRED_EXPERIMENT_KEYS] + ["sod", "fill"]
+    exp_cols += sorted(c for c in df.columns if c not in exp_cols and c not in metric_cols and c != "seed")
+    for c in ("sod", "fill"):
+        if c not in df.columns:
+            df[c] = None
+    df = df[exp_cols + ["seed"] + metric_cols]
+    df = df.sort_values(["task", "id", "seed"], kind="mergesort").reset_index(drop=True)
+    df.attrs["metric_columns"] = metric_cols
+    return df
+
+
+# ------------------------------------------------------------------------ summarising
+
+
+def _present(value) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, float) and math.isnan(value):
+        return False
+    try:
+        return not bool(pd.isna(value))
+    except (TypeError, ValueError):
+        return True
+
+
+def _plain(value):
+    """numpy scalars → Python scalars so json.dumps is stable."""
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _variant_rank(variant: str) -> tuple[int, str]:
+    return (VARIANT_ORDER.index(variant) if variant in VARIANT_ORDER else len(VARIANT_ORDER), variant)
+
+
+def _task_rank(task: str) -> tuple[int, str]:
+    return (TASK_ORDER.index(task) if task in TASK_ORDER else len(TASK_ORDER), task)
+
+
+def condition_label(variant: str, sod=None, fill=None) -> str:
+    """Human label of a condition, e.g. ``rembg (u2net, white)``."""
+    extra = [str(v) for v in (sod, fill) if _present(v) and str(v) != ""]
+    return f"{variant} ({', '.join(extra)})" if extra else str(variant)
+
+
+def _fmt_value(value) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def config_labels(configs: pd.DataFrame, fields: Sequence[str]) -> list[str]:
+    """Short labels for configurations: the arch plus whatever else varies.
+
+    ``configs`` holds one row per configuration. The dataset is prefixed when
+    there are several; other varying fields are appended as ``key=value``.
+    """
+    varying = [f for f in fields if f in configs.columns and configs[f].astype(str).nunique(dropna=False) > 1]
+    labels = []
+    for _, row in configs.iterrows():
+        label = str(row.get("arch", ""))
+        if "dataset" in varying:
+            label = f"{row['dataset']}: {label}"
+        rest = [f for f in varying if f not in ("arch", "dataset", "task")]
+        extras = [f"{f}={_fmt_value(_plain(row[f]))}" for f in rest if _present(row[f])]
+        if extras:
+            label += f" ({', '.join(extras)})"
+        labels.append(label)
+    return labels
+
+
+def _sortable(value) -> tuple:
+    """Sort key mixing numbers (numerically), strings and missing values (last)."""
+    value = _plain(value)
+    if not _present(value):
+        return (2, 0.0, "")
+    if _is_number(value):
+        return (0, float(value), "")
+    return (1, 0.0, str(value))
+
+
+def _stats(values: np.ndarray) -> tuple[float, float]:
+    values = np.asarray(values, dtype=float)
+    values = values[~np.isnan(values)]
+    if values.size == 0:
+        return math.nan, math.nan
+    mean = float(np.mean(values))
+    std = float(np.std(values, ddof=1)) if values.size > 1 else math.nan
+    return mean, std
+
+
+def summarize(runs: pd.DataFrame, condition_fields: Sequence[str] = CONDITION_FIELDS) -> pd.DataFrame:
+    """Mean / sample std over seeds per (task, configuration, condition), plus deltas.
+
+    Columns: ``task``, the configuration fields (``dataset``, ``arch``, then the
+    rest alphabetically), ``config_label``, ``variant``, ``sod``, ``fill``,
+    ``condition``, ``id``, ``n_seeds``, ``seeds`` (``;``-joined), ``primary_metric``,
+    ``<metric>_mean`` / ``<metric>_std`` for each scalar metric, and for
+    non-original conditions ``delta`` = mean(condition) − mean(original) of the
+    primary metric, ``delta_std`` and ``paired``.
+
+    When both conditions were run with exactly the same seeds the delta is paired:
+    ``delta_std`` is the sample std of the per-seed differences. Otherwise
+    (``paired`` False) it is sqrt(std_a² + std_b²), the std of a difference of two
+    independent single-seed results, so both cases mean "spread of one delta".
+    """
+    if runs.empty:
+        raise ValueError("summarize: no runs")
+    for col in ("task", "variant", "seed", "id"):
+        if col not in runs.columns:
+            raise ValueError(f"summarize: runs lack column {col!r} (use load_runs)")
+    runs = runs.copy()
+    for col in ("sod", "fill"):
+        if col not in runs.columns:
+            runs[col] = None
+
+    metric_cols = runs.attrs.get("metric_columns")
+    if metric_cols is None:  # DataFrame not from load_runs: metrics are the float columns we know
+        known = [m for t in TASK_ORDER for m in KNOWN_METRICS[t]]
+        metric_cols = [m for m in known if m in runs.columns]
+    cond_set = set(condition_fields) | {"sod", "fill", "variant", "id"}
+    config_fields = [c for c in runs.columns if c not in cond_set and c not in metric_cols and c != "seed"]
+    ordered_fields = ["task"] + [f for f in ("dataset", "arch") if f in config_fields]
+    ordered_fields += sorted(f for f in config_fields if f not in ordered_fields)
+
+    def config_key(row) -> str:
+        items = {f: _plain(row[f]) for f in ordered_fields if _present(row[f])}
+        return json.dumps(items, sort_keys=True, default=str)
+
+    def cond_key(row) -> tuple:
+        return (
+            _variant_rank(str(row["variant"])),
+            str(row["sod"]) if _present(row["sod"]) else "",
+            str(row["fill"]) if _present(row["fill"]) else "",
+        )
+
+    runs["_config"] = [config_key(r) for _, r in runs.iterrows()]
+    runs["_cond"] = [cond_key(r) for _, r in runs.iterrows()]
+
+    # The same seed twice in one cell would be pooled silently: refuse instead.
+    dup = runs.duplicated(["_config", "_cond", "seed"], keep=False)
+    if dup.any():
+        bad = runs.loc[dup, ["id", "seed"]].astype(str).agg(" seed ".join, axis=1)
+        raise ValueError(
+            "summarize: several experiments share configuration, condition and seed "
+            f"({', '.join(sorted(set(bad)))}); make them differ in a configuration field"
+        )
+
+    records = []
+    for (config, cond), grp in runs.groupby(["_config", "_cond"], sort=False):
+        grp = grp.sort_values("seed", kind="mergesort")
+        first = grp.iloc[0]
+        task = str(first["task"])
+        rec = {f: _plain(first[f]) if _present(first[f]) else None for f in ordered_fields}
+        rec["_config"] = config
+        rec["_cond"] = cond
+        rec["variant"] = str(first["variant"])
+        rec["sod"] = cond[1] or None
+        rec["fill"] = cond[2] or None
+        rec["condition"] = condition_label(rec["variant"], rec["sod"], rec["fill"])
+        rec["id"] = ";".join(sorted(set(grp["id"].astype(str))))
+        rec["n_seeds"] = int(len(grp))
+        rec["seeds"] = ";".join(str(int(s)) for s in grp["seed"])
+        rec["primary_metric"] = PRIMARY_METRIC.get(task)
+        rec["_seed_values"] = {
+            int(s): v for s, v in zip(grp["seed"], grp[rec["primary_metric"]].astype(float))
+        } if rec["primary_metric"] in grp.columns else {}
+        for m in metric_cols:
+            rec[f"{m}_mean"], rec[f"{m}_std"] = _stats(grp[m].to_numpy(dtype=float))
+        records.append(rec)
+
+    # Deltas against the original condition of the same configuration.
+    originals = {
+        r["_config"]: r for r in records if r["variant"] == "original"
+    }
+    for rec in records:
+        rec["delta"], rec["delta_std"], rec["paired"] = math.nan, math.nan, None
+        base = originals.get(rec["_config"])
+        if rec["variant"] == "original" or base is None or rec["primary_metric"] is None:
+            continue
+        m = rec["primary_metric"]
+        a, b = rec["_seed_values"], base["_seed_values"]
+        paired = sorted(a) == sorted(b)
+        rec["delta"] = rec[f"{m}_mean"] - base[f"{m}_mean"]
+        if paired:
+            diffs = np.array([a[s] - b[s] for s in sorted(a)])
+            rec["delta_std"] = float(np.std(diffs, ddof=1)) if diffs.size > 1 else math.nan
+        else:
+            rec["delta_std"] = math.sqrt(rec[f"{m}_std"] ** 2 + base[f"{m}_std"] ** 2)
+        rec["paired"] = paired
+
+    summary = pd.DataFrame(records)
+    # Labels are computed per task so they only mention what varies there.
+    summary["config_label"] = ""
+    for task in summary["task"].unique():
+        sel = summary["task"] == task
+        configs = summary.loc[sel].drop_duplicates("_config")
+        mapping = dict(zip(configs["_config"], config_labels(configs, ordered_fields)))
+        summary.loc[sel, "config_label"] = summary.loc[sel, "_config"].map(mapping)
+
+    # Sort: task order, then dataset/arch/other fields, then condition order.
+    def sort_key(idx):
+        r = summary.loc[idx]
+        fields = tuple(_sortable(r[f]) for f in ordered_fields[1:])
+        return (_task_rank(r["task"]), fields, r["_config"], r["_cond"])
+
+    order = sorted(summary.index, key=sort_key)
+    summary = summary.loc[order].reset_index(drop=True)
+
+    stat_cols = [f"{m}_{s}" for m in metric_cols for s in ("mean", "std")]
+    columns = (
+        ordered_fields + ["config_label", "variant", "sod", "fill", "condition", "id",
+                          "n_seeds", "seeds", "primary_metric"]
+        + stat_cols + ["delta", "delta_std", "paired"]
+    )
+    summary = summary[columns]
+    summary.attrs["metric_columns"] = list(metric_cols)
+    summary.attrs["config_fields"] = list(ordered_fields)
+    return summary
+
+
+# ----------------------------------------------------------------------------- quality
+
+
+def load_quality(files: Sequence[Path | str], keys: Sequence[tuple[str, str]]) -> pd.DataFrame:
+    """Saliency-mask quality JSONs → one row per (dataset, sod), sorted.
+
+    ``keys[i]`` is the (dataset, sod) of ``files[i]``. Columns: dataset, sod,
+    n, mean_iou, mean_mae, mean_fbeta, the two baselines (NaN when absent),
+    then any other scalar keys alphabetically.
+    """
+    if len(files) != len(keys):
+        raise ValueError(f"load_quality: {len(files)} files but {len(keys)} (dataset, sod) keys")
+    rows, seen = [], {}
+    for f, key in zip(files, keys):
+        path = Path(f)
+        if len(key) != 2:
+            raise ValueError(f"load_quality: key for {path} must be (dataset, sod), got {key!r}")
+        dataset, sod = (str(k) for k in key)
+        if (dataset, sod) in seen:
+            raise ValueError(f"load_quality: ({dataset}, {sod}) given twice: {seen[(dataset, sod)]} and {path}")
+        seen[(dataset, sod)] = path
+        data = _read_json(path, "saliency quality")
+        missing = [k for k in QUALITY_REQUIRED if k not in data]
+        if missing:
+            raise ValueError(f"{path}: saliency quality JSON lacks key(s) {missing}")
+        row = {"dataset": dataset, "sod": sod}
+        for k, v in data.items():
+            if k in ("dataset", "sod"):
+                continue
+            if k in QUALITY_REQUIRED and not _is_number(v):
+                raise ValueError(f"{path}: {k!r} must be a number, got {v!r}")
+            if _is_number(v) or (v is None and k in QUALITY_OPTIONAL):
+                row[k] = math.nan if v is None else v
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    for k in QUALITY_OPTIONAL:
+        if k not in df.columns:
+            df[k] = math.nan
+    fixed = ["dataset", "sod", *QUALITY_REQUIRED, *QUALITY_OPTIONAL]
+    df = df[fixed + sorted(c for c in df.columns if c not in fixed)]
+    df["n"] = df["n"].astype(int)
+    return df.sort_values(["dataset", "sod"], kind="mergesort").reset_index(drop=True)
+
+
+# ------------------------------------------------------------------------------ tables
+
+
+def fmt_mean_std(mean, std, digits: int = 3, signed: bool = False) -> str:
+    """``0.613 ± 0.021``; the ``± std`` part is dropped when std is NaN (one seed)."""
+    if not _present(mean):
+        return "–"
+    mean = float(mean)
+    if round(mean, digits) == 0:
+        mean = 0.0  # avoid "-0.000"
+    text = f"{mean:+.{digits}f}" if signed else f"{mean:.{digits}f}"
+    if _present(std):
+        text += f" ± {float(std):.{digits}f}"
+    return text
+
+
+def _fmt_number(value, digits: int = 3) -> str:
+    if not _present(value):
+        return "–"
+    return f"{float(value):.{digits}f}"
+
+
+def _md_table(header: list[str], rows: list[list[str]], align: list[str]) -> str:
+    sep = {"l": ":---", "r": "---:", "c": ":---:"}
+    esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731 - pipes would break the table
+    lines = ["| " + " | ".join(esc(h) for h in header) + " |",
+             "| " + " | ".join(sep[a] for a in align) + " |"]
+    lines += ["| " + " | ".join(esc(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def summary_markdown(summary: pd.DataFrame, quality: pd.DataFrame | None = None) -> str:
+    """The Markdown report body (see :func:`write_tables`)."""
+    out = [
+        "# Results",
+        "",
+        "Values are mean ± sample standard deviation over seeds (no ± with a single seed). "
+        "Δ is the primary metric of the condition minus that of the original images in the "
+        "same configuration; *paired* means it was computed seed by seed.",
+    ]
+    metric_cols = summary.attrs.get("metric_columns") or sorted(
+        {c[: -len("_mean")] for c in summary.columns if c.endswith("_mean")}
+    )
+    tasks = sorted(summary["task"].unique(), key=_task_rank)
+    for task in tasks:
+        sub = summary[summary["task"] == task]
+        metrics = [m for m in metric_cols if f"{m}_mean" in sub and sub[f"{m}_mean"].notna().any()]
+        primary = PRIMARY_METRIC.get(task)
+        # Primary metric first: it is the one the Δ refers to.
+        if primary in metrics:
+            metrics = [primary] + [m for m in metrics if m != primary]
+        show_dataset = sub["dataset"].nunique() > 1 and "dataset" in sub
+        header = (["dataset"] if show_dataset else []) + ["configuration", "condition", "seeds"]
+        header += [METRIC_TITLES.get(m, m) for m in metrics]
+        header += [f"Δ {METRIC_TITLES.get(primary, primary)}", "paired"]
+        rows = []
+        for _, r in sub.iterrows():
+            row = ([str(r["dataset"])] if show_dataset else []) + [
+                str(r["config_label"]), str(r["condition"]), str(int(r["n_seeds"]))
+            ]
+            row += [fmt_mean_std(r[f"{m}_mean"], r[f"{m}_std"], METRIC_DIGITS.get(m, 3)) for m in metrics]
+            if r["variant"] == "original" or not _present(r["delta"]):
+                row += ["", ""]
+            else:
+                row += [fmt_mean_std(r["delta"], r["delta_std"], signed=True),
+                        "yes" if bool(r["paired"]) else "no"]
+            rows.append(row)
+        align = ["l"] * (len(header) - len(metrics) - 3) + ["r"] * (len(metrics) + 2) + ["c"]
+        datasets = ", ".join(sorted(sub["dataset"].astype(str).unique())) if "dataset" in sub else ""
+        out += ["", f"## {task.capitalize()}" + (f" ({datasets})" if datasets else ""), "",
+                _md_table(header, rows, align)]
+
+    if quality is not None and len(quality):
+        header = ["dataset", "SOD model", "n", "mean IoU", "MAE", "F-beta",
+                  "IoU all-foreground", "IoU centre prior"]
+        rows = [
+            [str(q["dataset"]), str(q["sod"]), str(int(q["n"])), _fmt_number(q["mean_iou"]),
+             _fmt_number(q["mean_mae"]), _fmt_number(q["mean_fbeta"]),
+             _fmt_number(q.get("baseline_iou_all_foreground")),
+             _fmt_number(q.get("baseline_iou_center_prior"))]
+            for _, q in quality.iterrows()
+        ]
+        out += ["", "## Saliency mask quality", "",
+                "IoU / MAE / F-beta of the rembg masks against the true foreground; the baselines "
+                "are the IoU of an all-foreground mask and of a centred ellipse prior.", "",
+                _md_table(header, rows, ["l", "l"] + ["r"] * 6)]
+    return "\n".join(out) + "\n"
+
+
+def write_tables(
+    summary: pd.DataFrame,
+    quality: pd.DataFrame | None,
+    csv_path: Path | str,
+    md_path: Path | str,
+) -> None:
+    """Write the summary as CSV (all columns) and a Markdown report.
+
+    The Markdown has one table per task (``mean ± std`` strings and the signed
+    delta of the primary metric) and, when ``quality`` is given, a
+    "Saliency mask quality" table.
+    """
+    csv_path, md_path = Path(csv_path), Path(md_path)
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    md_path.parent.mkdir(parents=True, exist_ok=True)
+    table = summary.copy()
+    # None/True/False in an object column: write them explicitly so the CSV is stable.
+    table["paired"] = table["paired"].map(lambda v: "" if not _present(v) else str(bool(v)).lower())
+    table.to_csv(csv_path, index=False, float_format=_FLOAT_FORMAT, lineterminator="\n")
+    md_path.write_text(summary_markdown(summary, quality), encoding="utf-8")

@@ -1,0 +1,454 @@
+"""Figures for the report: variant bars, learning curves, example grids.
+
+All figures are drawn on a bare :class:`matplotlib.figure.Figure` (Agg canvas,
+no pyplot global state), with a fixed style, fixed dpi and no ``bbox_inches``
+cropping, so the pixel size is known in advance, and saved without the
+"Software" metadata so the same inputs give byte-identical PNGs.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: cluster nodes have no display
+
+import matplotlib.style  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.patches import Patch  # noqa: E402
+
+from fashion_rembg.reporting import aggregate as agg  # noqa: E402
+
+DPI = 150
+GRID_DPI = 100
+# Independent of the user's matplotlibrc so output does not depend on the machine.
+STYLE = {
+    "font.family": "DejaVu Sans",
+    "font.size": 9,
+    "axes.titlesize": 10,
+    "axes.titleweight": "bold",
+    "axes.labelsize": 9,
+    "xtick.labelsize": 8,
+    "ytick.labelsize": 8,
+    "legend.fontsize": 8,
+    "legend.frameon": False,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "axes.grid.axis": "y",
+    "grid.alpha": 0.35,
+    "grid.linewidth": 0.6,
+    "figure.facecolor": "white",
+    "savefig.facecolor": "white",
+    "figure.constrained_layout.h_pad": 0.06,
+    "figure.constrained_layout.w_pad": 0.06,
+}
+# Okabe-Ito colour-blind-safe palette; original is always the first (blue).
+ORIGINAL_COLOR = "#0072B2"
+CONDITION_COLORS = ["#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
+LINESTYLES = ["-", "--", ":", "-."]
+METRIC_AXIS_LABEL = {"top1": "top-1 accuracy", "miou": "mIoU"}
+VAL_SCORE_LABEL = {"classification": "val accuracy", "segmentation": "val mIoU"}
+_SEED_SUFFIX = re.compile(r"[\s/_:.\-]*seed[\s_=\-]*\d+$", re.IGNORECASE)
+
+
+def _save(fig: Figure, out_png: Path | str, dpi: int) -> Path:
+    out = Path(out_png)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)  # attach an Agg canvas explicitly (no pyplot)
+    # No "Software" entry: the matplotlib version would otherwise change the bytes.
+    fig.savefig(out, format="png", dpi=dpi, metadata={"Software": None})
+    return out
+
+
+def _style():
+    # "default" resets anything a matplotlibrc may have changed; STYLE then applies ours.
+    return matplotlib.style.context(["default", STYLE])
+
+
+def _present(value) -> bool:
+    return agg._present(value)
+
+
+def _condition_sort_key(variant, sod, fill) -> tuple:
+    return (
+        agg._variant_rank(str(variant)),
+        str(sod) if _present(sod) else "",
+        str(fill) if _present(fill) else "",
+    )
+
+
+def condition_colors(conditions: Sequence[tuple[str, str]]) -> dict[str, str]:
+    """Colour per condition label; ``conditions`` are (sort key, label) pairs."""
+    colors, i = {}, 0
+    for _, label in sorted(set(conditions)):
+        if label == "original":
+            colors[label] = ORIGINAL_COLOR
+        else:
+            colors[label] = CONDITION_COLORS[i % len(CONDITION_COLORS)]
+            i += 1
+    return colors
+
+
+# ------------------------------------------------------------------------ variant bars
+
+
+def variant_bars_figsize(summary: pd.DataFrame) -> tuple[float, float]:
+    """Default figure size (inches) of :func:`plot_variant_bars`.
+
+    Each task panel is ``max(4.0, 1.2 + n_configs * (0.35 * n_conditions + 0.4))``
+    wide; the height is 3.8 in.
+    """
+    return (sum(_panel_widths(summary)), 3.8)
+
+
+def _panel_widths(summary: pd.DataFrame) -> list[float]:
+    widths = []
+    for task in _tasks(summary):
+        sub = summary[summary["task"] == task]
+        n_cfg, n_cond = sub["config_label"].nunique(), sub["condition"].nunique()
+        widths.append(max(4.0, 1.2 + n_cfg * (0.35 * n_cond + 0.4)))
+    return widths
+
+
+def _tasks(df: pd.DataFrame) -> list[str]:
+    return sorted(df["task"].astype(str).unique(), key=agg._task_rank)
+
+
+def plot_variant_bars(
+    summary: pd.DataFrame,
+    out_png: Path | str,
+    dpi: int = DPI,
+    figsize: tuple[float, float] | None = None,
+) -> Path:
+    """Primary metric per configuration and condition, one panel per task.
+
+    Bars are grouped by configuration (``config_label``); one bar per condition
+    (original, rembg (sod, fill), ...), error bars = sample std over seeds
+    (omitted with one seed). Non-original bars are annotated with Δ vs original.
+    """
+    required = {"task", "config_label", "variant", "condition", "primary_metric"}
+    missing = sorted(required - set(summary.columns))
+    if missing:
+        raise ValueError(f"plot_variant_bars: summary lacks columns {missing} (use aggregate.summarize)")
+    if summary.empty:
+        raise ValueError("plot_variant_bars: empty summary")
+    summary = summary.reset_index(drop=True)
+    tasks = _tasks(summary)
+    conds = [
+        (_condition_sort_key(r["variant"], r.get("sod"), r.get("fill")), r["condition"])
+        for _, r in summary.iterrows()
+    ]
+    colors = condition_colors(conds)
+    figsize = figsize or variant_bars_figsize(summary)
+
+    with _style():
+        fig = Figure(figsize=figsize, layout="constrained")
+        axes = fig.subplots(1, len(tasks), squeeze=False, width_ratios=_panel_widths(summary))[0]
+        for ax, task in zip(axes, tasks):
+            sub = summary[summary["task"] == task]
+            metric = str(sub["primary_metric"].iloc[0])
+            configs = list(dict.fromkeys(sub["config_label"].astype(str)))
+            task_conds = [lab for _, lab in sorted(set(
+                (_condition_sort_key(r["variant"], r.get("sod"), r.get("fill")), r["condition"])
+                for _, r in sub.iterrows()
+            ))]
+            width = 0.8 / len(task_conds)
+            top = 0.0
+            for j, cond in enumerate(task_conds):
+                rows = sub[sub["condition"] == cond].set_index("config_label")
+                for i, cfg in enumerate(configs):
+                    if cfg not in rows.index:
+                        continue
+                    r = rows.loc[cfg]
+                    mean, std = float(r[f"{metric}_mean"]), float(r[f"{metric}_std"])
+                    if math.isnan(mean):
+                        continue
+                    x = i - 0.4 + width * (j + 0.5)
+                    ax.bar(x, mean, width * 0.92, color=colors[cond], edgecolor="white",
+                           linewidth=0.5, zorder=2)
+                    err = std if not math.isnan(std) else 0.0
+                    if err > 0:
+                        ax.errorbar(x, mean, yerr=err, color="#333333", elinewidth=0.9,
+                                    capsize=2.5, capthick=0.9, zorder=3)
+                    top = max(top, mean + err)
+                    delta = r.get("delta")
+                    if r["variant"] != "original" and _present(delta):
+                        ax.annotate(f"{float(delta):+.3f}", (x, mean + err), xytext=(0, 2),
+                                    textcoords="offset points", ha="center", va="bottom",
+                                    fontsize=6.5, color="#333333", rotation=90 if len(task_conds) > 3 else 0)
+            ax.set_xticks(range(len(configs)))
+            long = max(len(c) for c in configs) * len(configs) > 12 * figsize[0] / len(tasks)
+            ax.set_xticklabels(configs, rotation=20 if long else 0, ha="right" if long else "center")
+            ax.set_xlim(-0.6, len(configs) - 0.4)
+            ax.set_ylim(0, max(top * 1.18, 0.05))
+            ax.set_ylabel(METRIC_AXIS_LABEL.get(metric, metric))
+            ax.tick_params(axis="x", length=0)
+            datasets = ", ".join(sorted(sub["dataset"].astype(str).unique())) if "dataset" in sub else ""
+            ax.set_title(f"{task.capitalize()}" + (f" · {datasets}" if datasets else ""), loc="left")
+            seeds = sorted(set(sub["n_seeds"].astype(int))) if "n_seeds" in sub else []
+            note = "bars: mean" + (" ± std" if any(s > 1 for s in seeds) else "")
+            note += f" over {'/'.join(map(str, seeds))} seed(s); numbers: Δ vs original"
+            ax.text(0.0, -0.02, note, transform=ax.transAxes, fontsize=6.5, color="#666666",
+                    ha="left", va="top") if False else ax.set_xlabel(note, fontsize=6.5, color="#666666")
+        handles = [Patch(facecolor=colors[c], label=c) for _, c in sorted(set(conds))]
+        fig.legend(handles=handles, loc="outside upper center", ncols=min(len(handles), 4))
+        return _save(fig, out_png, dpi)
+
+
+# --------------------------------------------------------------------- learning curves
+
+_HISTORY_COLUMNS = ("epoch", "train_loss", "val_score")
+
+
+def _read_history(path: Path) -> pd.DataFrame:
+    try:
+        df = pd.read_csv(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"history file not found: {path}") from None
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: unreadable history.csv ({exc})") from exc
+    missing = [c for c in _HISTORY_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: history.csv lacks column(s) {missing} (see docs/CONTRACTS.md)")
+    if df.empty:
+        raise ValueError(f"{path}: history.csv has no epochs")
+    return df
+
+
+def _run_info(label: str, path: Path) -> dict:
+    """Experiment of one history file: from the sibling metrics.json, else from the label."""
+    metrics = path.parent / "metrics.json"
+    if metrics.exists():
+        row, names = agg._parse_run(metrics)
+        info = {k: v for k, v in row.items() if k not in names and k != "seed"}
+        info["group"] = f"{info['task']}/{info['id']}"
+        return info
+    # No metrics.json (yet): the label minus its seed suffix names the experiment.
+    exp = _SEED_SUFFIX.sub("", label) or label
+    tokens = set(re.split(r"[^a-z0-9]+", exp.lower()))
+    variant = "oracle" if "oracle" in tokens else "rembg" if "rembg" in tokens else "original"
+    return {"group": exp, "id": exp, "task": "", "arch": exp, "variant": variant,
+            "sod": None, "fill": None}
+
+
+def learning_curves_figsize(n_tasks: int) -> tuple[float, float]:
+    """Default size (inches) of :func:`plot_learning_curves`: 10 × (0.5 + 3.0 per task row)."""
+    return (10.0, 0.5 + 3.0 * n_tasks)
+
+
+def plot_learning_curves(
+    history_files: Mapping[str, Path | str],
+    out_png: Path | str,
+    dpi: int = DPI,
+    figsize: tuple[float, float] | None = None,
+) -> Path:
+    """Validation score and training loss per epoch, mean over seeds per experiment.
+
+    ``history_files`` maps a run label (e.g. ``"<experiment_id>/seed-0"``) to its
+    ``history.csv``. Runs are grouped per experiment using the ``metrics.json``
+    next to each history file (task, variant, sod, fill, configuration); without
+    it the label minus a trailing ``seed-N`` names the experiment and the variant
+    is guessed from the words ``rembg``/``oracle`` in it. Colour = condition
+    (as in the bar plot), line style = configuration; the shaded band is ± std
+    over seeds. One row of panels per task.
+    """
+    if not history_files:
+        raise ValueError("plot_learning_curves: no history files given")
+    groups: dict[str, dict] = {}
+    for label in sorted(history_files):  # sorted: independent of dict order
+        path = Path(history_files[label])
+        info = _run_info(label, path)
+        g = groups.setdefault(info["group"], {"info": info, "histories": []})
+        g["histories"].append(_read_history(path))
+
+    infos = pd.DataFrame([g["info"] for g in groups.values()], index=list(groups))
+    infos["task"] = infos["task"].fillna("").astype(str)
+    for col in ("sod", "fill"):
+        if col not in infos:
+            infos[col] = None
+    infos["condition"] = [agg.condition_label(r["variant"], r["sod"], r["fill"]) for _, r in infos.iterrows()]
+    # Configuration labels per task, from the fields that are not the condition.
+    infos["config"] = ""
+    fields = [c for c in infos.columns if c not in (*agg.CONDITION_FIELDS, "group", "condition", "config")]
+    fields = ["task"] + [f for f in ("dataset", "arch") if f in fields] + sorted(
+        f for f in fields if f not in ("task", "dataset", "arch"))
+    for task in infos["task"].unique():
+        sel = infos["task"] == task
+        keys = infos.loc[sel, fields].astype(str).agg("|".join, axis=1)
+        firsts = infos.loc[sel].loc[~keys.duplicated()]
+        labels = dict(zip(keys[~keys.duplicated()], agg.config_labels(firsts, fields)))
+        infos.loc[sel, "config"] = keys.map(labels)
+
+    tasks = sorted(infos["task"].unique(), key=agg._task_rank)
+    conds = [(_condition_sort_key(r["variant"], r["sod"], r["fill"]), r["condition"]) for _, r in infos.iterrows()]
+    colors = condition_colors(conds)
+    figsize = figsize or learning_curves_figsize(len(tasks))
+
+    with _style():
+        fig = Figure(figsize=figsize, layout="constrained")
+        axes = fig.subplots(len(tasks), 2, squeeze=False)
+        for row, task in enumerate(tasks):
+            ax_val, ax_loss = axes[row]
+            sub = infos[infos["task"] == task]
+            configs = sorted(sub["config"].unique())
+            styles = {c: LINESTYLES[i % len(LINESTYLES)] for i, c in enumerate(configs)}
+            order = sorted(sub.index, key=lambda g: (configs.index(sub.loc[g, "config"]),
+                                                     _condition_sort_key(*sub.loc[g, ["variant", "sod", "fill"]])))
+            max_epochs = 1
+            for gname in order:
+                r = sub.loc[gname]
+                hist = pd.concat(groups[gname]["histories"], ignore_index=True)
+                stats = hist.groupby("epoch", sort=True)[["val_score", "train_loss"]].agg(["mean", "std", "count"])
+                epochs = stats.index.to_numpy(dtype=float)
+                max_epochs = max(max_epochs, len(epochs))
+                for ax, col in ((ax_val, "val_score"), (ax_loss, "train_loss")):
+                    mean = stats[(col, "mean")].to_numpy(dtype=float)
+                    std = stats[(col, "std")].to_numpy(dtype=float)
+                    ax.plot(epochs, mean, color=colors[r["condition"]], linestyle=styles[r["config"]],
+                            linewidth=1.6, marker="o" if len(epochs) <= 15 else None, markersize=2.8)
+                    if np.isfinite(std).any():
+                        ax.fill_between(epochs, mean - np.nan_to_num(std), mean + np.nan_to_num(std),
+                                        color=colors[r["condition"]], alpha=0.15, linewidth=0)
+            title = task.capitalize() if task else "Runs"
+            ax_val.set_title(f"{title}: validation score", loc="left")
+            ax_loss.set_title(f"{title}: training loss", loc="left")
+            ax_val.set_ylabel(VAL_SCORE_LABEL.get(task, "val score"))
+            ax_loss.set_ylabel("train loss")
+            for ax in (ax_val, ax_loss):
+                ax.set_xlabel("epoch")
+                ax.grid(True, axis="both")
+                if max_epochs <= 20:  # integer epoch ticks
+                    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+            handles = [Line2D([], [], color=colors[c], linewidth=2, label=c)
+                       for c in dict.fromkeys(sub.loc[order, "condition"])]
+            if len(configs) > 1 or (configs and configs[0] != ""):
+                handles += [Line2D([], [], color="#444444", linestyle=styles[c], linewidth=1.6, label=c)
+                            for c in configs]
+            ax_loss.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+                           borderaxespad=0)
+        return _save(fig, out_png, dpi)
+
+
+# ------------------------------------------------------------------------ example grid
+
+GRID_CELL_IN = 2.0  # inches per image column
+GRID_HEADER_IN = 0.4  # column titles
+GRID_LEFT_IN = 0.3  # row labels
+_GRID_PAD = 0.03  # fraction of a cell left blank around each image
+
+
+def _as_uint8(a: np.ndarray, name: str) -> np.ndarray:
+    a = np.asarray(a)
+    if a.dtype == np.uint8:
+        return a
+    if np.issubdtype(a.dtype, np.floating) and a.size and np.nanmax(a) <= 1.0:
+        return np.clip(np.round(a * 255), 0, 255).astype(np.uint8)  # [0, 1] floats
+    if np.issubdtype(a.dtype, np.number):
+        return np.clip(a, 0, 255).astype(np.uint8)
+    raise ValueError(f"plot_example_grid: {name} must be numeric, got dtype {a.dtype}")
+
+
+def _as_mask(a: np.ndarray, name: str) -> np.ndarray:
+    a = np.asarray(a)
+    if a.ndim == 4 and a.shape[-1] == 1:
+        a = a[..., 0]
+    if a.ndim != 3:
+        raise ValueError(f"plot_example_grid: {name} must be (N, H, W), got shape {a.shape}")
+    return a
+
+
+def example_grid_figsize(n_rows: int, n_cols: int, height: int, width: int) -> tuple[float, float]:
+    """Size (inches) of :func:`plot_example_grid`: 2 in per column, rows keep the image aspect."""
+    return (GRID_LEFT_IN + n_cols * GRID_CELL_IN,
+            GRID_HEADER_IN + n_rows * GRID_CELL_IN * height / width)
+
+
+def plot_example_grid(
+    images: np.ndarray,
+    masks: np.ndarray,
+    composites: np.ndarray,
+    out_png: Path | str,
+    n: int = 6,
+    truth: np.ndarray | None = None,
+    seed: int = 0,
+    dpi: int = GRID_DPI,
+) -> Path:
+    """Rows = ``n`` examples drawn with ``seed``; columns = image | mask | rembg image (| true mask).
+
+    ``images``/``composites``: (N, H, W, 3); ``masks``/``truth``: (N, H, W) alpha in
+    0..255 (or floats in [0, 1]). With ``truth`` each row also shows the IoU of the
+    mask (thresholded at 50 %) against it. Arrays may be memory-mapped: only the
+    drawn rows are read.
+    """
+    if n < 1:
+        raise ValueError(f"plot_example_grid: n must be >= 1, got {n}")
+    images_shape = np.shape(images)
+    if len(images_shape) != 4 or images_shape[-1] != 3:
+        raise ValueError(f"plot_example_grid: images must be (N, H, W, 3), got shape {images_shape}")
+    if np.shape(composites) != images_shape:
+        raise ValueError(
+            f"plot_example_grid: composites shape {np.shape(composites)} != images shape {images_shape}")
+    count, height, width = images_shape[:3]
+    arrays = {"masks": masks} | ({"truth": truth} if truth is not None else {})
+    for name, a in arrays.items():
+        shape = np.shape(a)
+        if shape[:3] != (count, height, width):
+            raise ValueError(
+                f"plot_example_grid: {name} shape {shape} does not match images {images_shape[:3]}")
+    if count == 0:
+        raise ValueError("plot_example_grid: no images")
+
+    rng = np.random.default_rng(seed)
+    idx = np.arange(count) if count <= n else np.sort(rng.choice(count, size=n, replace=False))
+    img = _as_uint8(np.asarray(images[idx]), "images")
+    comp = _as_uint8(np.asarray(composites[idx]), "composites")
+    msk = _as_uint8(_as_mask(np.asarray(masks[idx]), "masks"), "masks")
+    tru = _as_uint8(_as_mask(np.asarray(truth[idx]), "truth"), "truth") if truth is not None else None
+
+    columns = [("image", img, None), ("rembg mask", msk, "gray"), ("rembg image", comp, None)]
+    if tru is not None:
+        columns.append(("true mask", tru, "gray"))
+    n_rows, n_cols = len(idx), len(columns)
+    fw, fh = example_grid_figsize(n_rows, n_cols, height, width)
+    cell_h = GRID_CELL_IN * height / width
+
+    with _style():
+        fig = Figure(figsize=(fw, fh))
+        for i, k in enumerate(idx):
+            for j, (title, arr, cmap) in enumerate(columns):
+                # Manual placement: exact, gap-free grid independent of layout engines.
+                x0 = (GRID_LEFT_IN + j * GRID_CELL_IN) / fw
+                y0 = (fh - GRID_HEADER_IN - (i + 1) * cell_h) / fh
+                pw, ph = GRID_CELL_IN / fw, cell_h / fh
+                ax = fig.add_axes((x0 + pw * _GRID_PAD, y0 + ph * _GRID_PAD,
+                                   pw * (1 - 2 * _GRID_PAD), ph * (1 - 2 * _GRID_PAD)))
+                ax.imshow(arr[i], cmap=cmap, vmin=0, vmax=255, interpolation="antialiased")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                ax.grid(False)
+                for spine in ax.spines.values():
+                    spine.set_visible(True)
+                    spine.set_color("#bbbbbb")
+                    spine.set_linewidth(0.6)
+                if i == 0:
+                    ax.set_title(title, fontsize=10, pad=4)
+                if j == 0:
+                    ax.set_ylabel(f"#{int(k)}", fontsize=8, labelpad=2)
+                if title == "rembg mask" and tru is not None:
+                    pred, true = msk[i] >= 128, tru[i] >= 128
+                    union = np.logical_or(pred, true).sum()
+                    iou = np.logical_and(pred, true).sum() / union if union else 1.0
+                    ax.text(0.03, 0.03, f"IoU {iou:.2f}", transform=ax.transAxes, fontsize=7.5,
+                            color="white", ha="left", va="bottom",
+                            bbox={"boxstyle": "round,pad=0.2", "facecolor": "#0072B2",
+                                  "edgecolor": "none", "alpha": 0.85})
+        return _save(fig, out_png, dpi)

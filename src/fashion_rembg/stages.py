@@ -1,0 +1,49 @@
+"""Stage entry points that join several modules, called by the thin workflow scripts."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+# The demo generator owns these sub-folders; stale files from an earlier, larger demo must go.
+DEMO_SUBDIRS = ("FashionStyle14_v1", "modanet", "truth", "sod_train")
+
+
+def regenerate_demo(out_dir, **settings) -> dict:
+    from .datasets.demo import generate_demo
+
+    out_dir = Path(out_dir)
+    for sub in DEMO_SUBDIRS:
+        shutil.rmtree(out_dir / sub, ignore_errors=True)
+    return generate_demo(out_dir, **settings)
+
+
+def aggregate_to_tables(metric_files, quality_files, csv_path, md_path) -> None:
+    from .reporting.aggregate import load_quality, load_runs, summarize, write_tables
+
+    runs = load_runs([Path(p) for p in metric_files])
+    quality = load_quality([Path(p) for p in quality_files]) if quality_files else None
+    write_tables(summarize(runs), quality, Path(csv_path), Path(md_path))
+
+
+def run_label(history_path) -> str:
+    """`results/runs/<task>/<experiment>/seed-<n>/history.csv` → `<experiment>/seed-<n>`."""
+    path = Path(history_path)
+    return f"{path.parent.parent.name}/{path.parent.name}"
+
+
+def plot_learning_curves_from_runs(history_files, out_png) -> None:
+    from .reporting.plots import plot_learning_curves
+
+    plot_learning_curves({run_label(p): Path(p) for p in history_files}, Path(out_png))
+
+
+def plot_examples_from_files(images, masks, composites, truth, out_png, *, rows: int) -> None:
+    from .reporting.plots import plot_example_grid
+
+    truth_path = truth[0] if isinstance(truth, (list, tuple)) and truth else (truth or None)
+    plot_example_grid(
+        np.load(images, mmap_mode="r"), np.load(masks, mmap_mode="r"), np.load(composites, mmap_mode="r"),
+        Path(out_png), n=rows, truth=np.load(truth_path, mmap_mode="r") if truth_path else None,
+    )

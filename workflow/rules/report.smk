@@ -1,0 +1,89 @@
+# Aggregation: tables, statistics, figures, all registered for `snakemake --report`.
+
+
+rule aggregate:
+    input:
+        metrics=all_runs("metrics.json"),
+        quality=quality_files(),
+    output:
+        csv=report(
+            "results/tables/summary.csv",
+            caption="../report/summary.rst",
+            category="Tables",
+            labels={"table": "summary (CSV)"},
+        ),
+        md=report(
+            "results/tables/summary.md",
+            caption="../report/summary.rst",
+            category="Tables",
+            labels={"table": "summary (Markdown)"},
+        ),
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/aggregate.log",
+    script:
+        "../scripts/aggregate.py"
+
+
+rule figure_variant_bars:
+    input:
+        "results/tables/summary.csv",
+    output:
+        report(
+            "results/figures/variant_bars.png",
+            caption="../report/variant_bars.rst",
+            category="Figures",
+            labels={"figure": "original vs rembg"},
+        ),
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/figure_variant_bars.log",
+    script:
+        "../scripts/figure_variant_bars.py"
+
+
+rule figure_learning_curves:
+    input:
+        all_runs("history.csv"),
+    output:
+        report(
+            "results/figures/learning_curves.png",
+            caption="../report/learning_curves.rst",
+            category="Figures",
+            labels={"figure": "learning curves"},
+        ),
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/figure_learning_curves.log",
+    script:
+        "../scripts/figure_learning_curves.py"
+
+
+rule figure_examples:
+    input:
+        images=f"results/data/{example_dataset()}/images.npy",
+        masks=f"results/saliency/{example_dataset()}/{SALIENCY['model']}/masks.npy",
+        composites=f"results/rembg/{example_dataset()}/{SALIENCY['model']}/{SALIENCY['fill']}/images.npy",
+        truth=(
+            [f"results/data/{example_dataset()}/truth.npy"]
+            if DATASET_CONFIG.get(example_dataset(), {}).get("truth")
+            else []
+        ),
+    output:
+        report(
+            "results/figures/examples.png",
+            caption="../report/examples.rst",
+            category="Figures",
+            labels={"figure": "examples"},
+        ),
+    params:
+        rows=config["report"]["examples"],
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/figure_examples.log",
+    script:
+        "../scripts/figure_examples.py"

@@ -1,0 +1,6 @@
+from fashion_rembg.stages import aggregate_to_tables
+from fashion_rembg.workflow_io import log_to
+
+with log_to(snakemake.log[0]):
+    aggregate_to_tables(snakemake.input.metrics, snakemake.input.quality, snakemake.output.csv,
+                        snakemake.output.md)
