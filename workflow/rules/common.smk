@@ -64,6 +64,12 @@ def mask_model(wildcards):
     return sod_model_path(config, wildcards.sod)
 
 
+def fs14_split_csvs(wildcards):
+    root = DATASET_CONFIG["fashionstyle14"]["root"]
+    val = "valid.csv" if os.path.isfile(f"{root}/valid.csv") and not os.path.isfile(f"{root}/val.csv") else "val.csv"
+    return [f"{root}/train.csv", f"{root}/{val}", f"{root}/test.csv"]
+
+
 def custom_model_spec(wildcards):
     return SALIENCY["custom_models"].get(wildcards.sod)
 

@@ -10,7 +10,6 @@ rule demo_data:
         lmdb=f"{DEMO_DIR}/modanet/photos.lmdb/data.mdb",
         info=f"{DEMO_DIR}/demo_info.json",
     params:
-        out_dir=DEMO_DIR,
         settings={k: v for k, v in config["demo"].items() if k not in ("enabled", "out_dir")},
     conda:
         CONDA_ENV
@@ -23,12 +22,6 @@ rule demo_data:
 
 
 if "fashionstyle14" in DATASET_CONFIG:
-
-    def fs14_split_csvs(wildcards):
-        root = DATASET_CONFIG["fashionstyle14"]["root"]
-        val = "valid.csv" if os.path.isfile(f"{root}/valid.csv") and not os.path.isfile(f"{root}/val.csv") else "val.csv"
-        return [f"{root}/train.csv", f"{root}/{val}", f"{root}/test.csv"]
-
 
     rule prepare_fashionstyle14:
         input:

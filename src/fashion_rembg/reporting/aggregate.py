@@ -228,6 +228,12 @@ def config_labels(configs: pd.DataFrame, fields: Sequence[str]) -> list[str]:
     return labels
 
 
+def _config_key(row, fields: Sequence[str]) -> str:
+    """Canonical string of a row's configuration (missing fields left out)."""
+    items = {f: _plain(row[f]) for f in fields if f in row and _present(row[f])}
+    return json.dumps(items, sort_keys=True, default=str)
+
+
 def _sortable(value) -> tuple:
     """Sort key mixing numbers (numerically), strings and missing values (last)."""
     value = _plain(value)
@@ -282,10 +288,6 @@ def summarize(runs: pd.DataFrame, condition_fields: Sequence[str] = CONDITION_FI
     ordered_fields = ["task"] + [f for f in ("dataset", "arch") if f in config_fields]
     ordered_fields += sorted(f for f in config_fields if f not in ordered_fields)
 
-    def config_key(row) -> str:
-        items = {f: _plain(row[f]) for f in ordered_fields if _present(row[f])}
-        return json.dumps(items, sort_keys=True, default=str)
-
     def cond_key(row) -> tuple:
         return (
             _variant_rank(str(row["variant"])),
@@ -293,7 +295,7 @@ def summarize(runs: pd.DataFrame, condition_fields: Sequence[str] = CONDITION_FI
             str(row["fill"]) if _present(row["fill"]) else "",
         )
 
-    runs["_config"] = [config_key(r) for _, r in runs.iterrows()]
+    runs["_config"] = [_config_key(r, ordered_fields) for _, r in runs.iterrows()]
     runs["_cond"] = [cond_key(r) for _, r in runs.iterrows()]
 
     # The same seed twice in one cell would be pooled silently: refuse instead.

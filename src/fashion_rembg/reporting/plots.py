@@ -18,6 +18,7 @@ import matplotlib
 matplotlib.use("Agg")  # headless: cluster nodes have no display
 
 import matplotlib.style  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
@@ -197,8 +198,7 @@ def plot_variant_bars(
             seeds = sorted(set(sub["n_seeds"].astype(int))) if "n_seeds" in sub else []
             note = "bars: mean" + (" ± std" if any(s > 1 for s in seeds) else "")
             note += f" over {'/'.join(map(str, seeds))} seed(s); numbers: Δ vs original"
-            ax.text(0.0, -0.02, note, transform=ax.transAxes, fontsize=6.5, color="#666666",
-                    ha="left", va="top") if False else ax.set_xlabel(note, fontsize=6.5, color="#666666")
+            ax.set_xlabel(note, fontsize=6.5, color="#666666")
         handles = [Patch(facecolor=colors[c], label=c) for _, c in sorted(set(conds))]
         fig.legend(handles=handles, loc="outside upper center", ncols=min(len(handles), 4))
         return _save(fig, out_png, dpi)
@@ -245,21 +245,17 @@ def learning_curves_figsize(n_tasks: int) -> tuple[float, float]:
     return (10.0, 0.5 + 3.0 * n_tasks)
 
 
-def plot_learning_curves(
-    history_files: Mapping[str, Path | str],
-    out_png: Path | str,
-    dpi: int = DPI,
-    figsize: tuple[float, float] | None = None,
-) -> Path:
-    """Validation score and training loss per epoch, mean over seeds per experiment.
+def learning_curve_data(history_files: Mapping[str, Path | str]) -> pd.DataFrame:
+    """Per-epoch mean/std over seeds of each experiment's history.
 
     ``history_files`` maps a run label (e.g. ``"<experiment_id>/seed-0"``) to its
     ``history.csv``. Runs are grouped per experiment using the ``metrics.json``
     next to each history file (task, variant, sod, fill, configuration); without
     it the label minus a trailing ``seed-N`` names the experiment and the variant
-    is guessed from the words ``rembg``/``oracle`` in it. Colour = condition
-    (as in the bar plot), line style = configuration; the shaded band is ± std
-    over seeds. One row of panels per task.
+    is guessed from the words ``rembg``/``oracle`` in it.
+
+    Columns: experiment, task, config, condition, variant, sod, fill, epoch,
+    n_seeds, val_score_mean, val_score_std, train_loss_mean, train_loss_std.
     """
     if not history_files:
         raise ValueError("plot_learning_curves: no history files given")
@@ -272,9 +268,6 @@ def plot_learning_curves(
 
     infos = pd.DataFrame([g["info"] for g in groups.values()], index=list(groups))
     infos["task"] = infos["task"].fillna("").astype(str)
-    for col in ("sod", "fill"):
-        if col not in infos:
-            infos[col] = None
     infos["condition"] = [agg.condition_label(r["variant"], r["sod"], r["fill"]) for _, r in infos.iterrows()]
     # Configuration labels per task, from the fields that are not the condition.
     infos["config"] = ""
@@ -283,13 +276,53 @@ def plot_learning_curves(
         f for f in fields if f not in ("task", "dataset", "arch"))
     for task in infos["task"].unique():
         sel = infos["task"] == task
-        keys = infos.loc[sel, fields].astype(str).agg("|".join, axis=1)
+        keys = pd.Series([agg._config_key(r, fields) for _, r in infos.loc[sel].iterrows()],
+                         index=infos.index[sel])
         firsts = infos.loc[sel].loc[~keys.duplicated()]
         labels = dict(zip(keys[~keys.duplicated()], agg.config_labels(firsts, fields)))
         infos.loc[sel, "config"] = keys.map(labels)
 
-    tasks = sorted(infos["task"].unique(), key=agg._task_rank)
-    conds = [(_condition_sort_key(r["variant"], r["sod"], r["fill"]), r["condition"]) for _, r in infos.iterrows()]
+    frames = []
+    for gname, g in groups.items():
+        hist = pd.concat(g["histories"], ignore_index=True)
+        stats = hist.groupby("epoch", sort=True).agg(
+            n_seeds=("val_score", "count"),
+            val_score_mean=("val_score", "mean"), val_score_std=("val_score", "std"),
+            train_loss_mean=("train_loss", "mean"), train_loss_std=("train_loss", "std"),
+        ).reset_index()
+        r = infos.loc[gname]
+        for col in ("task", "config", "condition", "variant", "sod", "fill"):
+            stats.insert(0, col, r[col] if _present(r[col]) else None)
+        stats.insert(0, "experiment", gname)
+        frames.append(stats)
+    data = pd.concat(frames, ignore_index=True)
+    cols = ["experiment", "task", "config", "condition", "variant", "sod", "fill", "epoch", "n_seeds",
+            "val_score_mean", "val_score_std", "train_loss_mean", "train_loss_std"]
+    data = data[cols]
+    order = sorted(range(len(data)), key=lambda i: (
+        agg._task_rank(data.at[i, "task"]), str(data.at[i, "config"]),
+        _condition_sort_key(data.at[i, "variant"], data.at[i, "sod"], data.at[i, "fill"]),
+        data.at[i, "experiment"], float(data.at[i, "epoch"])))
+    return data.iloc[order].reset_index(drop=True)
+
+
+def plot_learning_curves(
+    history_files: Mapping[str, Path | str],
+    out_png: Path | str,
+    dpi: int = DPI,
+    figsize: tuple[float, float] | None = None,
+) -> Path:
+    """Validation score and training loss per epoch, mean over seeds per experiment.
+
+    Grouping as in :func:`learning_curve_data`. One row of panels per task;
+    colour = condition (as in the bar plot), line style = configuration, the
+    shaded band is ± std over seeds (absent with one seed).
+    """
+    data = learning_curve_data(history_files)
+    tasks = sorted(data["task"].unique(), key=agg._task_rank)
+    firsts = data.drop_duplicates("experiment")
+    conds = [(_condition_sort_key(r["variant"], r["sod"], r["fill"]), r["condition"])
+             for _, r in firsts.iterrows()]
     colors = condition_colors(conds)
     figsize = figsize or learning_curves_figsize(len(tasks))
 
@@ -298,26 +331,23 @@ def plot_learning_curves(
         axes = fig.subplots(len(tasks), 2, squeeze=False)
         for row, task in enumerate(tasks):
             ax_val, ax_loss = axes[row]
-            sub = infos[infos["task"] == task]
-            configs = sorted(sub["config"].unique())
+            sub = data[data["task"] == task]
+            configs = list(dict.fromkeys(sub["config"]))
             styles = {c: LINESTYLES[i % len(LINESTYLES)] for i, c in enumerate(configs)}
-            order = sorted(sub.index, key=lambda g: (configs.index(sub.loc[g, "config"]),
-                                                     _condition_sort_key(*sub.loc[g, ["variant", "sod", "fill"]])))
             max_epochs = 1
-            for gname in order:
-                r = sub.loc[gname]
-                hist = pd.concat(groups[gname]["histories"], ignore_index=True)
-                stats = hist.groupby("epoch", sort=True)[["val_score", "train_loss"]].agg(["mean", "std", "count"])
-                epochs = stats.index.to_numpy(dtype=float)
+            for exp in dict.fromkeys(sub["experiment"]):
+                cur = sub[sub["experiment"] == exp]
+                color, style = colors[cur["condition"].iloc[0]], styles[cur["config"].iloc[0]]
+                epochs = cur["epoch"].to_numpy(dtype=float)
                 max_epochs = max(max_epochs, len(epochs))
                 for ax, col in ((ax_val, "val_score"), (ax_loss, "train_loss")):
-                    mean = stats[(col, "mean")].to_numpy(dtype=float)
-                    std = stats[(col, "std")].to_numpy(dtype=float)
-                    ax.plot(epochs, mean, color=colors[r["condition"]], linestyle=styles[r["config"]],
-                            linewidth=1.6, marker="o" if len(epochs) <= 15 else None, markersize=2.8)
+                    mean = cur[f"{col}_mean"].to_numpy(dtype=float)
+                    std = cur[f"{col}_std"].to_numpy(dtype=float)
+                    ax.plot(epochs, mean, color=color, linestyle=style, linewidth=1.6,
+                            marker="o" if len(epochs) <= 15 else None, markersize=2.8)
                     if np.isfinite(std).any():
                         ax.fill_between(epochs, mean - np.nan_to_num(std), mean + np.nan_to_num(std),
-                                        color=colors[r["condition"]], alpha=0.15, linewidth=0)
+                                        color=color, alpha=0.15, linewidth=0)
             title = task.capitalize() if task else "Runs"
             ax_val.set_title(f"{title}: validation score", loc="left")
             ax_loss.set_title(f"{title}: training loss", loc="left")
@@ -328,9 +358,10 @@ def plot_learning_curves(
                 ax.grid(True, axis="both")
                 if max_epochs <= 20:  # integer epoch ticks
                     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-            handles = [Line2D([], [], color=colors[c], linewidth=2, label=c)
-                       for c in dict.fromkeys(sub.loc[order, "condition"])]
-            if len(configs) > 1 or (configs and configs[0] != ""):
+            sub_conds = sorted({(_condition_sort_key(r["variant"], r["sod"], r["fill"]), r["condition"])
+                                for _, r in sub.drop_duplicates("experiment").iterrows()})
+            handles = [Line2D([], [], color=colors[c], linewidth=2, label=c) for _, c in sub_conds]
+            if len(configs) > 1 or configs[0] != "":
                 handles += [Line2D([], [], color="#444444", linestyle=styles[c], linewidth=1.6, label=c)
                             for c in configs]
             ax_loss.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0),
