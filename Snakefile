@@ -5,7 +5,11 @@ from snakemake.utils import min_version
 min_version("9.12")
 
 
-configfile: "config/config.yaml"
+# --configfile replaces the demo default instead of deep-merging into it (paper.yaml must not
+# inherit demo-only keys); --config key=value alone still overrides single demo values.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 report: "workflow/report/workflow.rst"

@@ -36,6 +36,13 @@ def _write_sod(root, imgs, masks):
         Image.fromarray(mk).save(root / "masks" / f"{i:03d}.png")
 
 
+@pytest.fixture(autouse=True)
+def _restore_env(monkeypatch):
+    # open_session sets U2NET_HOME / OMP_NUM_THREADS; undo it after each test.
+    monkeypatch.setenv("U2NET_HOME", "")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("standin")

@@ -197,7 +197,8 @@ def plot_variant_bars(
             ax.set_title(f"{task.capitalize()}" + (f" · {datasets}" if datasets else ""), loc="left")
             seeds = sorted(set(sub["n_seeds"].astype(int))) if "n_seeds" in sub else []
             note = "bars: mean" + (" ± std" if any(s > 1 for s in seeds) else "")
-            note += f" over {'/'.join(map(str, seeds))} seed(s); numbers: Δ vs original"
+            note += f" over {'/'.join(map(str, seeds))} seed{'s' if seeds != [1] else ''}"
+            note += "; numbers: Δ vs original"
             ax.set_xlabel(note, fontsize=6.5, color="#666666")
         handles = [Patch(facecolor=colors[c], label=c) for _, c in sorted(set(conds))]
         fig.legend(handles=handles, loc="outside upper center", ncols=min(len(handles), 4))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -241,16 +242,19 @@ def train_standin_sod(
         onnx_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = onnx_path.with_name(f".{onnx_path.name}.tmp{os.getpid()}")
         try:
-            torch.onnx.export(
-                model,
-                torch.zeros(1, 3, *U2NET_SIZE),
-                str(tmp),
-                input_names=["input.1"],
-                output_names=["d0", "d1"],
-                dynamic_axes={"input.1": {0: "batch"}, "d0": {0: "batch"}, "d1": {0: "batch"}},
-                opset_version=17,
-                dynamo=False,  # the dynamo exporter needs onnxscript (not installed)
-            )
+            with warnings.catch_warnings():
+                # The legacy exporter is deliberate (dynamo needs onnxscript).
+                warnings.simplefilter("ignore", DeprecationWarning)
+                torch.onnx.export(
+                    model,
+                    torch.zeros(1, 3, *U2NET_SIZE),
+                    str(tmp),
+                    input_names=["input.1"],
+                    output_names=["d0", "d1"],
+                    dynamic_axes={"input.1": {0: "batch"}, "d0": {0: "batch"}, "d1": {0: "batch"}},
+                    opset_version=17,
+                    dynamo=False,  # the dynamo exporter needs onnxscript (not installed)
+                )
             os.replace(tmp, onnx_path)
         finally:
             if tmp.exists():

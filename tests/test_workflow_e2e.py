@@ -1,0 +1,136 @@
+"""End-to-end: the real Snakemake DAG on a tiny demo config in a temporary directory."""
+import copy
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.e2e
+
+
+def tiny_config():
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    config["demo"].update(fs14_per_class=8, modanet_train=24, modanet_val=4, sod_train=40)
+    config["saliency"]["standin"]["epochs"] = 6
+    config["datasets"]["fashionstyle14"]["store_size"] = [48, 32]
+    config["datasets"]["modanet"]["store_size"] = [64, 64]
+    config["classification"]["architectures"] = ["shallow_cnn"]
+    config["classification"]["training"]["epochs"] = 2
+    config["segmentation"]["seeds"] = [0]
+    config["segmentation"]["training"].update(epochs=1, batch_size=4)
+    config["report"]["examples"] = 3
+    return config
+
+
+def snakemake(workdir, *args, check=True):
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
+           "--configfile", "tiny.yaml", "--cores", "2", *args]
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}")
+    return result
+
+
+def planned_jobs(dry_run_output: str) -> dict[str, int]:
+    """Job counts per rule from the 'Job stats' table of a dry run."""
+    table = dry_run_output.split("Job stats:")[1] if "Job stats:" in dry_run_output else ""
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M) if m.group(1) != "total"}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    work = tmp_path_factory.mktemp("e2e")
+    (work / "tiny.yaml").write_text(yaml.safe_dump(tiny_config()))
+    snakemake(work)
+    return work
+
+
+def test_outputs_are_real(workdir):
+    results = workdir / "results"
+    summary = pd.read_csv(results / "tables" / "summary.csv")
+    assert {"classification", "segmentation"} <= set(summary["task"])
+    md = (results / "tables" / "summary.md").read_text()
+    assert "±" in md and "IoU" in md
+    for name in ["variant_bars", "learning_curves", "examples"]:
+        with Image.open(results / "figures" / f"{name}.png") as img:
+            assert img.width > 200 and img.height > 100
+    runs = sorted((results / "runs").glob("*/*/seed-*/metrics.json"))
+    assert len(runs) == 2 * 2 + 2 * 1  # shallow_cnn × 2 variants × 2 seeds + unet × 2 variants × 1 seed
+    for path in runs:
+        metrics = json.loads(path.read_text())
+        if metrics["experiment"]["task"] == "classification":
+            assert 0.0 <= metrics["metrics"]["top1"] <= 1.0
+            assert np.array(metrics["metrics"]["confusion_matrix"]).shape == (14, 14)
+        else:
+            assert 0.0 <= metrics["metrics"]["miou"] <= 1.0
+    for dataset in ["fashionstyle14", "modanet"]:
+        quality = json.loads((results / "saliency" / dataset / "demo-sod" / "quality.json").read_text())
+        assert quality["mean_iou"] > quality["baseline_iou_all_foreground"], quality
+        masks = np.load(results / "saliency" / dataset / "demo-sod" / "masks.npy")
+        images = np.load(results / "data" / dataset / "images.npy")
+        assert masks.shape == images.shape[:3] and masks.std() > 10
+    composite = np.load(results / "rembg" / "fashionstyle14" / "demo-sod" / "black" / "images.npy")
+    masks = np.load(results / "saliency" / "fashionstyle14" / "demo-sod" / "masks.npy")
+    assert (composite[masks == 0] == 0).all(), "black fill where the mask is 0"
+    raw = workdir / "resources" / "demo"
+    assert len(list((raw / "FashionStyle14_v1" / "dataset").iterdir())) == 14
+    assert (raw / "modanet" / "photos.lmdb" / "data.mdb").is_file()
+    assert (workdir / "results" / "logs" / "aggregate.log").is_file()
+
+
+def test_second_run_does_nothing(workdir):
+    out = snakemake(workdir, "-n")
+    assert "Nothing to be done" in out.stdout + out.stderr
+
+
+def test_fill_change_reruns_composites_training_aggregation_not_masks(workdir):
+    config = tiny_config()
+    config["saliency"]["fill"] = "white"
+    (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
+    try:
+        jobs = planned_jobs(snakemake(workdir, "-n").stdout)
+        assert jobs.get("composite") == 2
+        assert jobs.get("train_classifier") == 2 and jobs.get("train_segmenter") == 1  # rembg runs only
+        assert jobs.get("aggregate") == 1
+        for untouched in ["saliency_masks", "train_standin_sod", "prepare_fashionstyle14", "demo_data"]:
+            assert untouched not in jobs, jobs
+        masks = workdir / "results" / "saliency" / "fashionstyle14" / "demo-sod" / "masks.npy"
+        before = masks.stat().st_mtime_ns
+        snakemake(workdir)
+        assert masks.stat().st_mtime_ns == before
+        white = np.load(workdir / "results" / "rembg" / "fashionstyle14" / "demo-sod" / "white" / "images.npy")
+        assert white.max() == 255
+        assert "Nothing to be done" in "".join(snakemake(workdir, "-n").stdout)
+    finally:
+        (workdir / "tiny.yaml").write_text(yaml.safe_dump(tiny_config()))
+
+
+def test_bad_config_value_fails_fast_naming_the_key(workdir, tmp_path):
+    config = copy.deepcopy(tiny_config())
+    config["saliency"]["fill"] = "purple"
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
+    out = snakemake(tmp_path, "-n", check=False)
+    assert out.returncode != 0
+    assert "purple" in out.stderr and "fill" in out.stderr
+
+
+def test_lint_is_clean():
+    out = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "--snakefile", str(ROOT / "Snakefile")],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_report_builds(workdir):
+    snakemake(workdir, "--report", "report.html")
+    html = (workdir / "report.html").read_text(errors="replace")
+    assert "variant_bars.png" in html and "summary" in html
