@@ -69,7 +69,7 @@ def make_classification_store(root: Path, per_split=(30, 10, 10), size=32, seed=
     return d
 
 
-def make_segmentation_store(root: Path, per_split=(12, 4, 4), size=64, seed=0) -> Path:
+def make_segmentation_store(root: Path, per_split=(16, 4, 4), size=64, seed=0) -> Path:
     """Background + 2 classes: a red and a blue rectangle per image, class map marks them."""
     rng = np.random.default_rng(seed)
     splits, images, maps = [], [], []
@@ -122,8 +122,8 @@ SEG_EXPERIMENT = {
     "encoder": "resnet18",
     "variant": "original",
     "epochs": 3,
-    "batch_size": 4,
-    "lr": 0.003,
+    "batch_size": 2,
+    "lr": 0.001,
     "optimizer": "adamw",
     "weight_decay": 0.0,
     "augment": "flip",
@@ -314,7 +314,8 @@ def test_segmenter_trains_and_writes_contract_files(tmp_path):
     hist = _read_history(out / "history.csv")
     assert len(hist) == 3
     val = [float(r["val_score"]) for r in hist]
-    assert max(val[1:]) > val[0], val  # mIoU improves after epoch 1
+    assert max(val[1:]) > val[0] + 0.1, val  # mIoU improves after epoch 1
+    assert m["miou"] > 0.5, m
     assert m["best_epoch"] == int(np.argmax(val)) + 1
     train_loss = [float(r["train_loss"]) for r in hist]
     assert train_loss[-1] < train_loss[0]

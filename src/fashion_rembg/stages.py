@@ -23,7 +23,11 @@ def aggregate_to_tables(metric_files, quality_files, csv_path, md_path) -> None:
     from .reporting.aggregate import load_quality, load_runs, summarize, write_tables
 
     runs = load_runs([Path(p) for p in metric_files])
-    quality = load_quality([Path(p) for p in quality_files]) if quality_files else None
+    quality = None
+    if quality_files:
+        # results/saliency/<dataset>/<sod>/quality.json
+        keys = [(Path(p).parent.parent.name, Path(p).parent.name) for p in quality_files]
+        quality = load_quality([Path(p) for p in quality_files], keys)
     write_tables(summarize(runs), quality, Path(csv_path), Path(md_path))
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -464,8 +464,9 @@ def summary_markdown(summary: pd.DataFrame, quality: pd.DataFrame | None = None)
         "Δ is the primary metric of the condition minus that of the original images in the "
         "same configuration; *paired* means it was computed seed by seed.",
     ]
-    metric_cols = summary.attrs.get("metric_columns") or sorted(
-        {c[: -len("_mean")] for c in summary.columns if c.endswith("_mean")}
+    # attrs are lost when the summary is read back from CSV: fall back to the column names.
+    metric_cols = summary.attrs.get("metric_columns") or _metric_columns(
+        {c[: -len("_mean")] for c in summary.columns if c.endswith("_mean") and c != "delta_mean"}
     )
     tasks = sorted(summary["task"].unique(), key=_task_rank)
     for task in tasks:

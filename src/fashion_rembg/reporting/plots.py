@@ -14,19 +14,17 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
+import matplotlib.style
+import matplotlib.ticker
+import numpy as np
+import pandas as pd
+# Agg canvas attached explicitly (no pyplot): headless, and no global backend switch.
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
-matplotlib.use("Agg")  # headless: cluster nodes have no display
-
-import matplotlib.style  # noqa: E402
-import matplotlib.ticker  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.patches import Patch  # noqa: E402
-
-from fashion_rembg.reporting import aggregate as agg  # noqa: E402
+from fashion_rembg.reporting import aggregate as agg
 
 DPI = 150
 GRID_DPI = 100
@@ -58,7 +56,14 @@ CONDITION_COLORS = ["#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E
 LINESTYLES = ["-", "--", ":", "-."]
 METRIC_AXIS_LABEL = {"top1": "top-1 accuracy", "miou": "mIoU"}
 VAL_SCORE_LABEL = {"classification": "val accuracy", "segmentation": "val mIoU"}
+_VARIANT_WORD = re.compile(r"[\s/_:.\-]*(?<![a-z0-9])(original|rembg|oracle)(?![a-z0-9])", re.IGNORECASE)
 _SEED_SUFFIX = re.compile(r"[\s/_:.\-]*seed[\s_=\-]*\d+$", re.IGNORECASE)
+
+
+def _snap(inches: float, dpi: int) -> float:
+    """Inches for a whole number of pixels. Matplotlib truncates figsize*dpi, so a
+    quarter pixel is added to keep float error from dropping the last row."""
+    return (round(inches * dpi) + 0.25) / dpi
 
 
 def _save(fig: Figure, out_png: Path | str, dpi: int) -> Path:
@@ -102,13 +107,13 @@ def condition_colors(conditions: Sequence[tuple[str, str]]) -> dict[str, str]:
 # ------------------------------------------------------------------------ variant bars
 
 
-def variant_bars_figsize(summary: pd.DataFrame) -> tuple[float, float]:
+def variant_bars_figsize(summary: pd.DataFrame, dpi: int = DPI) -> tuple[float, float]:
     """Default figure size (inches) of :func:`plot_variant_bars`.
 
     Each task panel is ``max(4.0, 1.2 + n_configs * (0.35 * n_conditions + 0.4))``
-    wide; the height is 3.8 in.
+    wide; the height is 3.8 in (both snapped to whole pixels at ``dpi``).
     """
-    return (sum(_panel_widths(summary)), 3.8)
+    return (_snap(sum(_panel_widths(summary)), dpi), _snap(3.8, dpi))
 
 
 def _panel_widths(summary: pd.DataFrame) -> list[float]:
@@ -149,7 +154,7 @@ def plot_variant_bars(
         for _, r in summary.iterrows()
     ]
     colors = condition_colors(conds)
-    figsize = figsize or variant_bars_figsize(summary)
+    figsize = figsize or variant_bars_figsize(summary, dpi)
 
     with _style():
         fig = Figure(figsize=figsize, layout="constrained")
@@ -237,13 +242,15 @@ def _run_info(label: str, path: Path) -> dict:
     exp = _SEED_SUFFIX.sub("", label) or label
     tokens = set(re.split(r"[^a-z0-9]+", exp.lower()))
     variant = "oracle" if "oracle" in tokens else "rembg" if "rembg" in tokens else "original"
-    return {"group": exp, "id": exp, "task": "", "arch": exp, "variant": variant,
+    # The configuration is the name without the variant word, so "x-original" pairs with "x-rembg".
+    config = _VARIANT_WORD.sub("", exp).strip(" -_/:.") or exp
+    return {"group": exp, "id": exp, "task": "", "arch": config, "variant": variant,
             "sod": None, "fill": None}
 
 
-def learning_curves_figsize(n_tasks: int) -> tuple[float, float]:
+def learning_curves_figsize(n_tasks: int, dpi: int = DPI) -> tuple[float, float]:
     """Default size (inches) of :func:`plot_learning_curves`: 10 × (0.5 + 3.0 per task row)."""
-    return (10.0, 0.5 + 3.0 * n_tasks)
+    return (_snap(10.0, dpi), _snap(0.5 + 3.0 * n_tasks, dpi))
 
 
 def learning_curve_data(history_files: Mapping[str, Path | str]) -> pd.DataFrame:
@@ -325,7 +332,7 @@ def plot_learning_curves(
     conds = [(_condition_sort_key(r["variant"], r["sod"], r["fill"]), r["condition"])
              for _, r in firsts.iterrows()]
     colors = condition_colors(conds)
-    figsize = figsize or learning_curves_figsize(len(tasks))
+    figsize = figsize or learning_curves_figsize(len(tasks), dpi)
 
     with _style():
         fig = Figure(figsize=figsize, layout="constrained")
@@ -398,10 +405,12 @@ def _as_mask(a: np.ndarray, name: str) -> np.ndarray:
     return a
 
 
-def example_grid_figsize(n_rows: int, n_cols: int, height: int, width: int) -> tuple[float, float]:
+def example_grid_figsize(
+    n_rows: int, n_cols: int, height: int, width: int, dpi: int = GRID_DPI
+) -> tuple[float, float]:
     """Size (inches) of :func:`plot_example_grid`: 2 in per column, rows keep the image aspect."""
-    return (GRID_LEFT_IN + n_cols * GRID_CELL_IN,
-            GRID_HEADER_IN + n_rows * GRID_CELL_IN * height / width)
+    return (_snap(GRID_LEFT_IN + n_cols * GRID_CELL_IN, dpi),
+            _snap(GRID_HEADER_IN + n_rows * GRID_CELL_IN * height / width, dpi))
 
 
 def plot_example_grid(
@@ -450,7 +459,7 @@ def plot_example_grid(
     if tru is not None:
         columns.append(("true mask", tru, "gray"))
     n_rows, n_cols = len(idx), len(columns)
-    fw, fh = example_grid_figsize(n_rows, n_cols, height, width)
+    fw, fh = example_grid_figsize(n_rows, n_cols, height, width, dpi)
     cell_h = GRID_CELL_IN * height / width
 
     with _style():
