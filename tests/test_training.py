@@ -302,7 +302,10 @@ def test_segmenter_trains_and_writes_contract_files(tmp_path):
         seed=0,
         threads=1,
     )
-    assert {p.name for p in out.iterdir()} == {"metrics.json", "history.csv", "model.pt"}
+    assert {p.name for p in out.iterdir()} == {"metrics.json", "history.csv", "model.pt", "predictions.npz"}
+    pred = np.load(out / "predictions.npz")
+    assert pred["predictions"].dtype == np.uint8 and pred["predictions"].shape[0] == len(pred["ids"])
+    assert pred["predictions"].max() < 3
     on_disk = json.loads((out / "metrics.json").read_text())
     assert on_disk == result and on_disk["classes"] == ["background", "top", "bag"]
     m = on_disk["metrics"]
@@ -319,3 +322,14 @@ def test_segmenter_trains_and_writes_contract_files(tmp_path):
     assert m["best_epoch"] == int(np.argmax(val)) + 1
     train_loss = [float(r["train_loss"]) for r in hist]
     assert train_loss[-1] < train_loss[0]
+
+
+def test_segmenter_rejects_class_index_beyond_classes(tmp_path):
+    store = make_segmentation_store(tmp_path, per_split=(2, 1, 1))
+    (store / "classes.json").write_text(json.dumps({"task": "segmentation", "classes": ["background", "top"]}))
+    with pytest.raises(ValueError, match="index 2"):
+        train_segmenter(
+            images=store / "images.npy", classmaps=store / "classmaps.npy", manifest=store / "manifest.tsv",
+            classes=store / "classes.json", out_dir=tmp_path / "run", experiment=SEG_EXPERIMENT, seed=0,
+        )  # fmt: skip
+    assert not (tmp_path / "run" / "metrics.json").exists()

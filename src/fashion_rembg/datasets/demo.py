@@ -29,7 +29,7 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
 __all__ = [
     "FS14_STYLES",
@@ -875,7 +875,11 @@ def _render_figure_rgb(rng, P: _Painter, W: int, H: int):
     folds = Image.fromarray(np.where(own, folds, 255).astype(np.uint8), "L")
     folds = folds.filter(ImageFilter.GaussianBlur(max(0.5, 0.02 * u)))
     shade = shade * (np.asarray(folds, np.float32) / 255.0)
-    shade = shade * (1.0 + rng.normal(0, 0.02, crop.shape).astype(np.float32))
+    g = _grain_tile()
+    hh, ww = crop.shape
+    if hh <= g.shape[0] and ww <= g.shape[1]:  # fabric grain
+        oy, ox = int(rng.integers(0, g.shape[0] - hh + 1)), int(rng.integers(0, g.shape[1] - ww + 1))
+        shade = shade * (1.0 + 0.02 * g[oy:oy + hh, ox:ox + ww, 0])
     rgb *= shade[..., None]
     return (y0, y1, x0, x1), rgb, fg, lab
 
@@ -913,15 +917,14 @@ def _rand_col(rng, spec):
 def _render_background(rng, W: int, H: int, clutter: float, spec: dict, floor_y: float):
     wall, floor = spec["wall"], spec["floor"]
     ty = np.linspace(0.0, 1.0, H, dtype=np.float32)[:, None, None]
-    tx = np.linspace(-1.0, 1.0, W, dtype=np.float32)[None, :, None]
     c_top = np.clip(wall * rng.uniform(1.0, 1.1) + 6, 0, 255)
     c_bot = 0.5 * wall + 0.5 * floor
-    base = c_top * (1 - ty) + c_bot * ty
-    base = base * (1.0 + rng.uniform(-0.06, 0.06) * tx)
-    base = np.clip(base, 0, 255).astype(np.float32)
+    col = np.clip((c_top * (1 - ty) + c_bot * ty) / 1.06, 0, 240)  # (H, 1, 3)
+    tilt = 1.0 + rng.uniform(-0.06, 0.06) * np.linspace(-1.0, 1.0, W, dtype=np.float32)
+    base = Image.fromarray((col * tilt[None, :, None] + 0.5).astype(np.uint8), "RGB")
     if clutter <= 0.0:
-        return base
-    img = Image.fromarray(base.astype(np.uint8), "RGB")
+        return base  # flat gradient
+    img = base.copy()
     d = ImageDraw.Draw(img)
     fy = int(floor_y)
     scene = spec["scene"]
@@ -1073,13 +1076,37 @@ def _render_background(rng, W: int, H: int, clutter: float, spec: dict, floor_y:
         else:
             d.line([x, y, x + rng.normal(0, 0.2 * W), y + rng.normal(0, 0.2 * H)], fill=col,
                    width=max(1, int(rng.integers(1, 4))))
-    blur = rng.uniform(0.3, 1.2) * H / 300.0  # depth of field
-    img = img.filter(ImageFilter.GaussianBlur(blur))
-    det = np.asarray(img, np.float32)
-    det = det * (1.0 + 0.05 * _smooth_noise(rng, H, W, max(8.0, W / 6.0)))[..., None]
-    det = det + rng.normal(0, 4.0, (H, W, 1)).astype(np.float32)
+    img = img.filter(ImageFilter.BoxBlur(rng.uniform(0.3, 1.2) * H / 400.0))  # depth of field
+    # plaster-like blotches (multiplicative, <= 6 % darker)
+    gh, gw = max(2, H // 40), max(2, W // 40)
+    blot = Image.fromarray(rng.integers(240, 256, (gh, gw), dtype=np.uint8), "L")
+    blot = blot.resize((W, H), Image.BILINEAR).convert("RGB")
+    img = ImageChops.multiply(img, blot)
     # contrast of the detail rises quickly with clutter (object count rises linearly)
-    return base + math.sqrt(clutter) * (det - base)
+    img = Image.blend(base, img, math.sqrt(clutter))
+    # sensor grain, amplitude proportional to clutter
+    amp = 4.0 * clutter
+    if amp >= 0.5 and H <= 1024 and W <= 1024:
+        k = int(round(3 * amp))
+        key = ("u8", round(amp, 6))
+        if key not in _TILE:  # quantised grain for this amplitude, offset by +k
+            _TILE[key] = np.clip(_grain_tile() * amp + k + 0.5, 0, 2 * k).astype(np.uint8)
+        g = _TILE[key]
+        oy, ox = int(rng.integers(0, g.shape[0] - H + 1)), int(rng.integers(0, g.shape[1] - W + 1))
+        noise = Image.fromarray(g[oy:oy + H, ox:ox + W], "RGB")
+        img = ImageChops.add(img, noise, 1.0, -k)
+    return img
+
+
+_TILE: dict = {}
+
+
+def _grain_tile() -> np.ndarray:
+    """Fixed N(0,1) noise tile (seed-independent constant, so reuse keeps determinism)."""
+    if "g" not in _TILE:
+        r = np.random.default_rng(20230817)
+        _TILE["g"] = r.standard_normal((1024, 1024, 3), dtype=np.float32)
+    return _TILE["g"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -1092,25 +1119,29 @@ def _render_image(rng, W, H, outfit, bg_spec, clutter, *, zoom):
     feet_y = fig.px([(fig.ankle[-1] + fig.ankle[1]) / 2])[0]
     floor_y = min(H * 0.92, max(H * 0.45, feet_y[1] - rng.uniform(0.05, 0.25) * H))
     bg = _render_background(rng, W, H, clutter, bg_spec, floor_y)
-    if clutter > 0 and feet_y[1] < H:  # contact shadow on the ground
-        sh = Image.new("L", (W, H), 0)
-        rx, ry = 1.3 * fig.u, 0.28 * fig.u
-        ImageDraw.Draw(sh).ellipse([feet_y[0] - rx, feet_y[1] + 0.05 * fig.u - ry,
-                                    feet_y[0] + rx, feet_y[1] + 0.05 * fig.u + ry], fill=255)
-        sh = np.asarray(sh.filter(ImageFilter.GaussianBlur(0.25 * fig.u)), np.float32) / 255.0
-        bg *= (1.0 - 0.4 * clutter * sh)[..., None]
+    if clutter > 0 and feet_y[1] < H:  # contact shadow on the ground (only its bounding box)
+        rx, ry, cy = 1.3 * fig.u, 0.28 * fig.u, feet_y[1] + 0.05 * fig.u
+        m = 0.6 * fig.u
+        bx0, by0 = max(0, int(feet_y[0] - rx - m)), max(0, int(cy - ry - m))
+        bx1, by1 = min(W, int(feet_y[0] + rx + m) + 1), min(H, int(cy + ry + m) + 1)
+        if bx1 > bx0 and by1 > by0:
+            sh = Image.new("L", (bx1 - bx0, by1 - by0), 0)
+            ImageDraw.Draw(sh).ellipse([feet_y[0] - rx - bx0, cy - ry - by0, feet_y[0] + rx - bx0,
+                                        cy + ry - by0], fill=255)
+            sh = np.asarray(sh.filter(ImageFilter.GaussianBlur(0.25 * fig.u)), np.float32) / 255.0
+            reg = np.asarray(bg.crop((bx0, by0, bx1, by1)), np.float32)
+            reg = reg * (1.0 - 0.4 * clutter * sh)[..., None]
+            bg.paste(Image.fromarray((reg + 0.5).astype(np.uint8), "RGB"), (bx0, by0))
     alpha = Image.fromarray((fg * 255).astype(np.uint8), "L").filter(ImageFilter.GaussianBlur(0.6))
-    a = (np.asarray(alpha, np.float32) / 255.0)[..., None]
-    region = bg[y0:y1, x0:x1]
-    bg[y0:y1, x0:x1] = region * (1 - a) + fig_rgb * a
-    out = np.clip(bg + 0.5, 0, 255).astype(np.uint8)
+    fig_img = Image.fromarray(np.clip(fig_rgb + 0.5, 0, 255).astype(np.uint8), "RGB")
+    bg.paste(fig_img, (x0, y0), alpha)
     mask = np.where(lab > 0, 255, 0).astype(np.uint8)
-    return out, mask, P
+    return bg, mask, P
 
 
-def _jpeg_bytes(arr: np.ndarray) -> bytes:
+def _jpeg_bytes(img: Image.Image) -> bytes:
     buf = io.BytesIO()
-    Image.fromarray(arr, "RGB").save(buf, "JPEG", quality=JPEG_QUALITY, optimize=False)
+    img.save(buf, "JPEG", quality=JPEG_QUALITY, optimize=False)
     return buf.getvalue()
 
 

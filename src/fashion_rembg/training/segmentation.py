@@ -21,6 +21,7 @@ from fashion_rembg.training.common import (
     require_keys,
     restore_best,
     run_metadata,
+    save_npz_atomic,
     save_torch_atomic,
     seed_everything,
     split_indices,
@@ -41,14 +42,21 @@ _STRIDE = 32
 class _ConfusionTracker:
     """Pixel confusion matrix accumulated on the model's device (rows = true class)."""
 
-    def __init__(self, num_classes: int, names: list[str]) -> None:
+    def __init__(self, num_classes: int, names: list[str], keep_predictions: bool = False) -> None:
         self.num_classes = num_classes
         self.names = names
         self.confusion: torch.Tensor | None = None
+        # Predicted maps are kept only for the final test pass (predictions.npz), not every epoch.
+        self.keep_predictions = keep_predictions
+        self.predictions: list[np.ndarray] = []
+        self.rows: list[np.ndarray] = []
 
     def update(self, logits: torch.Tensor, targets: torch.Tensor, rows: np.ndarray) -> None:
         c = self.num_classes
         pred = logits.argmax(1)
+        if self.keep_predictions:
+            self.predictions.append(pred.to(torch.uint8).cpu().numpy())
+            self.rows.append(np.asarray(rows))
         counts = torch.bincount((targets * c + pred).flatten(), minlength=c * c).view(c, c)
         self.confusion = counts if self.confusion is None else self.confusion + counts
 
@@ -67,12 +75,13 @@ class _ConfusionTracker:
 class SegmentationOps:
     def __init__(self, names: list[str]) -> None:
         self.names = names
+        self.keep_predictions = False
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return F.cross_entropy(logits, targets)
 
     def tracker(self) -> _ConfusionTracker:
-        return _ConfusionTracker(len(self.names), self.names)
+        return _ConfusionTracker(len(self.names), self.names, self.keep_predictions)
 
 
 def train_segmenter(
@@ -90,7 +99,8 @@ def train_segmenter(
     best epoch on val mIoU and evaluate it on test.
 
     Writes into ``out_dir``: ``metrics.json`` (CONTRACTS.md; also returned), ``history.csv``
-    (score = mIoU) and ``model.pt`` (best-on-val state dict).
+    (score = mIoU), ``model.pt`` (best-on-val state dict) and ``predictions.npz`` (test
+    ``predictions`` as uint8 class maps, ``ids``).
     """
     require_keys(experiment, REQUIRED_KEYS, task="segmentation")
     cfg = TrainConfig.from_experiment(experiment, seed)
@@ -121,7 +131,8 @@ def train_segmenter(
     train, val, test = feeder("train"), feeder("val"), feeder("test")
     # Out-of-range class indices would make cross-entropy fail with an opaque device assert.
     for name, f in (("train", train), ("val", val), ("test", test)):
-        top = max(int(cmaps[r].max()) for r in f.rows)
+        rows = np.sort(f.rows)
+        top = max(int(cmaps[rows[i : i + 256]].max()) for i in range(0, len(rows), 256))
         if top >= len(names):
             raise ValueError(
                 f"{classmaps}: {name} class maps contain index {top} but {classes} lists {len(names)} classes"
@@ -132,11 +143,19 @@ def train_segmenter(
     fit(state, train=train, val=val, task=ops, cfg=cfg, history_path=out_dir / "history.csv", label=label)
 
     restore_best(state)
+    ops.keep_predictions = True
     _, tracker = evaluate(state.model, test, ops)
     metrics = tracker.metrics()
     metrics["best_epoch"] = state.best_epoch
 
     save_torch_atomic(out_dir / "model.pt", state.best_weights)
+    rows = np.concatenate(tracker.rows)
+    ids = dict(zip(df["index"].to_numpy().tolist(), df["id"].tolist()))
+    save_npz_atomic(
+        out_dir / "predictions.npz",
+        predictions=np.concatenate(tracker.predictions),
+        ids=np.array([ids[int(r)] for r in rows], dtype=str),
+    )
     result = run_metadata(experiment, seed, device, names, metrics)
     write_json_atomic(out_dir / "metrics.json", result)
     return result
