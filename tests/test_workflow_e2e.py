@@ -33,9 +33,9 @@ def tiny_config():
 
 def snakemake(workdir, *args, check=True):
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(workdir),
-           "--configfile", "tiny.yaml", "--cores", "2", *args]
+           "--configfile", str(Path(workdir) / "tiny.yaml"), "--cores", "2", *args]
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
-    result = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    result = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=workdir)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}")
     return result
@@ -121,7 +121,8 @@ def test_bad_config_value_fails_fast_naming_the_key(workdir, tmp_path):
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
     out = snakemake(tmp_path, "-n", check=False)
     assert out.returncode != 0
-    assert "purple" in out.stderr and "fill" in out.stderr
+    message = out.stdout + out.stderr
+    assert "purple" in message and "fill" in message, message
 
 
 def test_lint_is_clean():

@@ -28,6 +28,8 @@ import os
 import shutil
 from pathlib import Path
 
+import contourpy  # via matplotlib; marching squares for the ModaNet polygons
+import lmdb
 import numpy as np
 from PIL import Image, ImageChops, ImageDraw, ImageFilter
 
@@ -425,7 +427,7 @@ class _Figure:
             top = H * rng.uniform(0.02, 0.05)
         else:
             fh = H * rng.uniform(0.74, 0.93)
-            top = H * rng.uniform(0.02, max(0.03, 0.97 - fh / H - 0.0))
+            top = H * rng.uniform(0.02, max(0.03, 0.97 - fh / H))
         self.u = fh / 7.5
         self.wscale = rng.uniform(0.9, 1.1)
         half = 1.45 * self.u
@@ -806,7 +808,6 @@ def _pattern(rng, inst: dict, yy, xx, u: float, base) -> np.ndarray:
     elif kind in ("floral", "leopard"):
         img = Image.fromarray(np.clip(out, 0, 255).astype(np.uint8), "RGB")
         dr = ImageDraw.Draw(img)
-        x0, y0 = float(xx[0, 0]), float(yy[0, 0])
         step = max(3.0, (0.35 if kind == "floral" else 0.3) * u * sc)
         n = int(min(400, (h * w) / (step * step) * 1.1)) + 1
         cx = rng.uniform(0, w, n)
@@ -818,7 +819,7 @@ def _pattern(rng, inst: dict, yy, xx, u: float, base) -> np.ndarray:
             x, y = cx[i], cy[i]
             if kind == "floral":
                 for k in range(5):
-                    a = k * 1.2566 + (x0 + y0) * 0.0
+                    a = k * 1.2566
                     px, py = x + r * math.cos(a), y + r * math.sin(a)
                     dr.ellipse([px - r * .7, py - r * .7, px + r * .7, py + r * .7], fill=c2)
                 dr.ellipse([x - r * .45, y - r * .45, x + r * .45, y + r * .45], fill=c3)
@@ -1112,13 +1113,14 @@ def _grain_tile() -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 # One full image
 # ----------------------------------------------------------------------------------------------
-def _render_image(rng, W, H, outfit, bg_spec, clutter, *, zoom):
+def _render_image(rng, rng_bg, W, H, outfit, bg_spec, clutter, *, zoom):
+    """Figure from `rng`, background from `rng_bg` (so background knobs never change the figure)."""
     fig = _Figure(rng, W, H, zoom=zoom)
     P = _draw_figure(rng, fig, outfit, W, H)
     (y0, y1, x0, x1), fig_rgb, fg, lab = _render_figure_rgb(rng, P, W, H)
     feet_y = fig.px([(fig.ankle[-1] + fig.ankle[1]) / 2])[0]
-    floor_y = min(H * 0.92, max(H * 0.45, feet_y[1] - rng.uniform(0.05, 0.25) * H))
-    bg = _render_background(rng, W, H, clutter, bg_spec, floor_y)
+    floor_y = min(H * 0.92, max(H * 0.45, feet_y[1] - rng_bg.uniform(0.05, 0.25) * H))
+    bg = _render_background(rng_bg, W, H, clutter, bg_spec, floor_y)
     if clutter > 0 and feet_y[1] < H:  # contact shadow on the ground (only its bounding box)
         rx, ry, cy = 1.3 * fig.u, 0.28 * fig.u, feet_y[1] + 0.05 * fig.u
         m = 0.6 * fig.u
@@ -1176,8 +1178,6 @@ def _simplify(pts: np.ndarray, tol: float) -> np.ndarray:
 
 
 def _visible_annotation(lab: np.ndarray, iid: int, W: int, H: int, min_area: int):
-    import contourpy
-
     m = lab == iid
     area = int(m.sum())
     if area < min_area:
@@ -1311,13 +1311,14 @@ def generate_demo(out_dir: Path, *, seed: int = 0, fs14_per_class: int = 40,
         (truth_fs / "dataset" / style).mkdir(parents=True, exist_ok=True)
         stems = []
         for j in range(fs14_per_class):
-            rng = _rng(seed, _STREAM_FS14, si, j)
+            rng, rng_bg = _rng(seed, _STREAM_FS14, si, j, 0), _rng(seed, _STREAM_FS14, si, j, 1)
             stem = rng.bytes(16).hex()
             w = int(rng.integers(150, 211))
             h = int(round(1.5 * w))
             outfit = _sample_outfit(rng, si)
-            spec = _bg_spec(rng, si, bg_label_correlation)
-            img, mask, _ = _render_image(rng, w, h, outfit, spec, clutter, zoom=rng.random() < 0.1)
+            spec = _bg_spec(rng_bg, si, bg_label_correlation)
+            img, mask, _ = _render_image(rng, rng_bg, w, h, outfit, spec, clutter,
+                                         zoom=rng.random() < 0.1)
             (fs_root / "dataset" / style / f"{stem}.jpg").write_bytes(_jpeg_bytes(img))
             _png_write(mask, truth_fs / "dataset" / style / f"{stem}.png")
             stems.append(stem)
@@ -1335,8 +1336,6 @@ def generate_demo(out_dir: Path, *, seed: int = 0, fs14_per_class: int = 40,
         (fs_root / f"{sp}.csv").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
 
     # --- ModaNet ----------------------------------------------------------------------------------
-    import lmdb
-
     W, H = MODANET_SIZE
     md_root = out / "modanet"
     (md_root / "annotations").mkdir(parents=True, exist_ok=True)
@@ -1351,10 +1350,11 @@ def generate_demo(out_dir: Path, *, seed: int = 0, fs14_per_class: int = 40,
     n_multi = 0
     for split_ids, annotate in ((train_ids, True), (val_ids, False)):
         for pid in split_ids:
-            rng = _rng(seed, _STREAM_MODANET, pid)
+            rng, rng_bg = _rng(seed, _STREAM_MODANET, pid, 0), _rng(seed, _STREAM_MODANET, pid, 1)
             outfit = _sample_outfit(rng, int(rng.integers(len(FS14_STYLES))), boost_accessories=True)
-            spec = _bg_spec(rng, None, 0.0)
-            img, mask, P = _render_image(rng, W, H, outfit, spec, clutter, zoom=rng.random() < 0.05)
+            spec = _bg_spec(rng_bg, None, 0.0)
+            img, mask, P = _render_image(rng, rng_bg, W, H, outfit, spec, clutter,
+                                         zoom=rng.random() < 0.05)
             blobs[pid] = _jpeg_bytes(img)
             _png_write(mask, truth_md / f"{pid:07d}.png")
             if not annotate:
@@ -1395,7 +1395,7 @@ def generate_demo(out_dir: Path, *, seed: int = 0, fs14_per_class: int = 40,
     sod_img.mkdir(parents=True, exist_ok=True)
     sod_msk.mkdir(parents=True, exist_ok=True)
     for k in range(sod_train):
-        rng = _rng(seed, _STREAM_SOD, k)
+        rng, rng_bg = _rng(seed, _STREAM_SOD, k, 0), _rng(seed, _STREAM_SOD, k, 1)
         shape = rng.random()
         if shape < 0.5:
             w = int(rng.integers(150, 261))
@@ -1405,8 +1405,9 @@ def generate_demo(out_dir: Path, *, seed: int = 0, fs14_per_class: int = 40,
         else:
             w, h = int(rng.integers(300, 401)), 300
         outfit = _sample_outfit(rng, int(rng.integers(len(FS14_STYLES))), boost_accessories=shape >= 0.5)
-        spec = _bg_spec(rng, None, 0.0)
-        img, mask, _ = _render_image(rng, w, h, outfit, spec, clutter, zoom=rng.random() < 0.1)
+        spec = _bg_spec(rng_bg, None, 0.0)
+        img, mask, _ = _render_image(rng, rng_bg, w, h, outfit, spec, clutter,
+                                     zoom=rng.random() < 0.1)
         (sod_img / f"{k:05d}.jpg").write_bytes(_jpeg_bytes(img))
         _png_write(mask, sod_msk / f"{k:05d}.png")
 

@@ -24,7 +24,8 @@ def run_mask_stage(images_npy, masks_npy, session_json, *, model: str, model_hom
     session, info = open_session(model, model_home, custom_model_path=custom_path, contract=contract,
                                  threads=threads)
     start = time.perf_counter()
-    count = write_masks(Path(images_npy), Path(masks_npy), session, post_process=post_process)
+    write_masks(Path(images_npy), Path(masks_npy), session, post_process=post_process)
+    count = np.load(masks_npy, mmap_mode="r").shape[0]
     seconds = time.perf_counter() - start
     info.update({"images": int(count), "seconds": round(seconds, 3),
                  "images_per_second": round(count / max(seconds, 1e-9), 2), "threads": threads,
