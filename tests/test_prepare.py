@@ -1,7 +1,5 @@
 """Prepare FashionStyle14 / ModaNet from small fixtures in their real raw formats, bad cases included."""
-import io
 import json
-import unicodedata
 
 import lmdb
 import numpy as np
@@ -15,42 +13,14 @@ from fashion_rembg.datasets.store import fit_image, read_manifest
 from fashion_rembg.datasets.truth import prepare_truth
 from fashion_rembg.errors import DataError
 
+from raw_fixtures import coco_json, jpeg_bytes, make_fs14, make_modanet, pack
+
 SIZE = (24, 16)
-
-
-def jpeg(path, color, size=(40, 60), mode="RGB", **save):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.new(mode, size, color).save(path, **save)
 
 
 @pytest.fixture
 def fs14(tmp_path):
-    root = tmp_path / "FashionStyle14_v1"
-    lines = {"train": [], "val": [], "test": []}
-    for k, style in enumerate(STYLES):
-        for i, split in enumerate(["train", "train", "val", "test"]):
-            name = f"{k:02d}{i:030x}.jpg"
-            jpeg(root / "dataset" / style / name, (k * 18, 100, 200 - k * 10))
-            lines[split].append(f"dataset/{style}/{name}")
-    d = root / "dataset"
-    (d / "gal" / "zero.jpg").write_bytes(b"")
-    (d / "gal" / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
-    jpeg(d / "rock" / "cmyk.jpg", (0, 50, 100, 0), mode="CMYK")
-    jpeg(d / "rock" / "rgba.png", (255, 0, 0, 0), mode="RGBA")
-    jpeg(d / "rock" / "palette.png", 3, mode="P")
-    Image.fromarray(np.full((60, 40), 65535, dtype=np.uint16)).save(d / "mode" / "deep.png")
-    exif = Image.Exif()
-    exif[0x0112] = 6  # rotate 90°: stored landscape, displayed portrait
-    Image.new("RGB", (60, 40), (10, 20, 30)).save(d / "mode" / "rotated.jpg", exif=exif.tobytes())
-    nfd = unicodedata.normalize("NFD", "café.jpg")
-    jpeg(d / "fairy" / nfd, (1, 2, 3))
-    lines["train"] += ["dataset/gal/zero.jpg", "dataset/gal/broken.jpg", "dataset/rock/cmyk.jpg",
-                       "dataset/rock/rgba.png", "dataset/rock/palette.png", "dataset/mode/deep.png",
-                       "dataset/mode/rotated.jpg", unicodedata.normalize("NFC", "dataset/fairy/café.jpg"),
-                       "dataset/street/missing.jpg", "dataset/unknown/x.jpg", "not a path"]
-    for split, rows in lines.items():
-        (root / f"{split}.csv").write_text("\n".join(rows) + "\n")
-    return root
+    return make_fs14(tmp_path / "FashionStyle14_v1")
 
 
 def test_fashionstyle14_manifest_splits_and_quarantine(fs14, tmp_path):
@@ -104,39 +74,9 @@ def test_fashionstyle14_wrong_folders_is_clear(fs14, tmp_path):
         prepare_fashionstyle14(fs14, tmp_path / "out", SIZE)
 
 
-def coco(images, annotations):
-    return {"info": {}, "images": images, "year": 2018, "licenses": [], "type": "instances",
-            "annotations": annotations,
-            "categories": [{"id": i, "name": n, "supercategory": "fashion"} for i, n in enumerate(CATEGORIES, 1)]}
-
-
 @pytest.fixture
 def modanet(tmp_path):
-    images, annotations, photos = [], [], {}
-    for n, image_id in enumerate([31, 1007, 2048, 40960, 55555, 70001, 90000, 100014, 120000, 132670]):
-        images.append({"file_name": f"{image_id:07d}.jpg", "width": 400, "height": 600, "id": image_id, "license": 3})
-        buf = io.BytesIO()
-        Image.new("RGB", (400, 600), (n * 20, 80, 160)).save(buf, format="JPEG")
-        photos[image_id] = buf.getvalue()
-        if image_id == 2048:
-            continue  # an image without annotations
-        annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": 6, "iscrowd": 0,
-                            "area": 40000, "bbox": [100, 100, 200, 200],
-                            "segmentation": [[100, 100, 300, 100, 300, 300, 100, 300]]})
-        annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": 4, "iscrowd": 0,
-                            "area": 800, "bbox": [100, 500, 60, 40],
-                            "segmentation": [[100, 500, 130, 500, 130, 540, 100, 540],
-                                             [230, 500, 260, 500, 260, 540, 230, 540]]})
-    ann_path = tmp_path / "modanet2018_instances_train.json"
-    ann_path.write_text(json.dumps(coco(images, annotations)))
-    lmdb_dir = tmp_path / "photos.lmdb"
-    env = lmdb.open(str(lmdb_dir), map_size=2**26)
-    with env.begin(write=True) as txn:
-        for image_id, payload in photos.items():
-            if image_id != 90000:  # a missing key
-                txn.put(str(image_id).encode(), payload)
-    env.close()
-    return ann_path, lmdb_dir
+    return make_modanet(tmp_path)
 
 
 def test_modanet_store_classmaps_split_and_quarantine(modanet, tmp_path):
@@ -219,3 +159,127 @@ def test_fit_image_keeps_aspect_by_cropping():
     img.paste((255, 255, 255), (0, 0, 50, 100))
     fitted = np.asarray(fit_image(img, (20, 10)))
     assert fitted.shape == (20, 10, 3)
+
+
+def test_parallel_workers_write_the_same_store_as_serial(fs14, modanet, tmp_path):
+    prepare_fashionstyle14(fs14, tmp_path / "fs_serial", SIZE, workers=1)
+    prepare_fashionstyle14(fs14, tmp_path / "fs_parallel", SIZE, workers=2)
+    prepare_modanet(*modanet, tmp_path / "m_serial", (48, 32), 0.2, 0.2, 0, workers=1)
+    prepare_modanet(*modanet, tmp_path / "m_parallel", (48, 32), 0.2, 0.2, 0, workers=2)
+    for serial, parallel, names in [("fs_serial", "fs_parallel", ["images.npy"]),
+                                    ("m_serial", "m_parallel", ["images.npy", "classmaps.npy"])]:
+        for name in names + ["manifest.tsv", "quarantine.tsv"]:
+            assert (tmp_path / parallel / name).read_bytes() == (tmp_path / serial / name).read_bytes(), name
+    loaded = np.load(tmp_path / "fs_parallel" / "images.npy", mmap_mode="r")
+    assert loaded.shape[1:] == (*SIZE, 3) and not list(tmp_path.glob("*/.*.partial.npy"))
+
+
+def test_fashionstyle14_from_an_extracted_archive_and_shift_jis_lists(fs14, tmp_path):
+    from fashion_rembg.datasets.archives import safe_extract
+
+    (fs14 / "test.csv").write_bytes((fs14 / "test.csv").read_text().encode("cp932"))
+    safe_extract(pack(fs14, tmp_path / "fs14.zip", "zip"), tmp_path / "extracted", 10**8)
+    summary = prepare_fashionstyle14(tmp_path / "extracted", tmp_path / "out", SIZE)  # root found below
+    assert summary["splits"] == {"test": 14, "train": 14 * 2 + 6, "val": 14}
+    (fs14 / "val.csv").write_bytes(b"\xff\xfe\x00garbage \x81")
+    with pytest.raises(DataError, match="val.csv is neither UTF-8 nor Shift-JIS"):
+        prepare_fashionstyle14(fs14, tmp_path / "bad", SIZE)
+
+
+def write_modanet(tmp_path, images, annotations, photos):
+    from fashion_rembg.datasets.modanet import CATEGORIES as NAMES
+
+    ann_path = tmp_path / "train.json"
+    categories = [{"id": i, "name": n, "supercategory": "fashion"} for i, n in enumerate(NAMES, 1)]
+    ann_path.write_text(json.dumps(coco_json(images, annotations, categories)))
+    env = lmdb.open(str(tmp_path / "photos.lmdb"), map_size=2**26)
+    with env.begin(write=True) as txn:
+        for image_id, payload in photos.items():
+            txn.put(str(image_id).encode(), payload)
+    env.close()
+    return ann_path, tmp_path / "photos.lmdb"
+
+
+def test_modanet_exif_rotation_and_bad_annotations(tmp_path):
+    """Stored 600×400 with EXIF orientation 6 (shown 400×600): the JSON size says which frame the
+    polygons use, and the class map follows the photo. Bad entries become quarantine rows."""
+    def image(image_id, w=400, h=600):
+        return {"id": image_id, "file_name": f"{image_id:07d}.jpg", "width": w, "height": h}
+
+    def ann(ann_id, image_id, cat, segmentation, area=100):
+        return {"id": ann_id, "image_id": image_id, "category_id": cat, "area": area, "segmentation": segmentation}
+
+    left_strip = [[0, 0, 100, 0, 100, 600, 0, 600]]  # shown frame (400 wide): left quarter
+    top_strip = [[0, 0, 600, 0, 600, 100, 0, 100]]  # stored frame (600 wide): top strip
+    images = [image(1), image(2, w=600, h=400), image(3), image(4), image(5), image(6), image(7, w=500)]
+    annotations = [ann(1, 1, 5, left_strip), ann(2, 2, 5, top_strip),
+                   ann(3, 3, 9, []), ann(4, 4, 9, []), ann(5, 4, 9, left_strip),  # no polygons
+                   ann(6, 5, 0, left_strip), ann(7, 6, 9, left_strip), ann(8, 7, 9, left_strip)]
+    rotated = jpeg_bytes((90, 90, 90), size=(600, 400), exif_orientation=6)
+    photos = {1: rotated, 2: rotated, 3: jpeg_bytes((1, 1, 1)), 4: jpeg_bytes((1, 1, 1)), 5: jpeg_bytes((1, 1, 1)),
+              6: b"\xff\xd8\xff\xe0 truncated", 7: jpeg_bytes((1, 1, 1))}
+    out = tmp_path / "out"
+    prepare_modanet(*write_modanet(tmp_path, images, annotations, photos), out, (60, 40), 0.01, 0.01, 0)
+    manifest = read_manifest(out / "manifest.tsv").set_index("id")
+    maps = np.load(out / "classmaps.npy")
+    shown, stored = maps[manifest.loc["1", "index"]], maps[manifest.loc["2", "index"]]
+    # polygons in the shown frame: left quarter; in the stored frame (top strip) rotated 90° clockwise
+    # by orientation 6 it becomes the right-hand quarter of the shown photo
+    assert (shown[:, :8] == 5).all() and (shown[:, 12:] == 0).all()
+    assert (stored[:, -8:] == 5).all() and (stored[:, :-12] == 0).all()
+    assert "exif-rotated" in manifest.loc["1", "note"]
+    assert "1 annotation(s) without polygons" in manifest.loc["4", "note"]
+    reasons = pd.read_csv(out / "quarantine.tsv", sep="\t").set_index("source")["reason"]
+    assert "no drawable annotation" in reasons["0000003.jpg"]
+    assert "unknown category_id 0" in reasons["0000005.jpg"]
+    assert "undecodable" in reasons["0000006.jpg"]
+    assert "the annotations say 500×600" in reasons["0000007.jpg"]
+
+
+def test_modanet_empty_annotation_list_is_explained(tmp_path, modanet):
+    doc = json.loads(modanet[0].read_text())
+    doc["annotations"] = []  # what modanet2018_instances_val.json holds
+    val = tmp_path / "modanet2018_instances_val.json"
+    val.write_text(json.dumps(doc))
+    with pytest.raises(DataError, match="empty annotation list.*withheld"):
+        prepare_modanet(val, modanet[1], tmp_path / "out", (48, 32), 0.2, 0.2, 0)
+    (tmp_path / "page.json").write_text("<!DOCTYPE html><html>moved</html>")
+    with pytest.raises(DataError, match="HTML page"):
+        prepare_modanet(tmp_path / "page.json", modanet[1], tmp_path / "out", (48, 32), 0.2, 0.2, 0)
+
+
+def test_store_writer_streams_in_order_and_cleans_up(tmp_path):
+    from fashion_rembg.datasets.store import StoreWriter
+
+    writer = StoreWriter(tmp_path, 5, {"a": (2, 3)})
+    writer.put(1, a=np.ones((2, 3), np.uint8))
+    with pytest.raises(ValueError, match="out of order"):
+        writer.put(0, a=np.ones((2, 3), np.uint8))
+    with pytest.raises(ValueError, match="expected"):
+        writer.put(2, a=np.ones((3, 3), np.uint8))
+    writer.put(4, a=np.full((2, 3), 7, np.uint8))
+    assert writer.finish() == 2
+    stored = np.load(tmp_path / "a.npy", mmap_mode="r")
+    assert stored.shape == (2, 2, 3) and stored[1, 0, 0] == 7
+    aborted = StoreWriter(tmp_path / "b", 3, {"a": (1,)})
+    aborted.abort()
+    assert not list((tmp_path / "b").iterdir())
+
+
+def test_modanet_images_leave_the_lmdb_unchanged_and_prepare_the_same(modanet, tmp_path):
+    from fashion_rembg.datasets.modanet import extract_images
+
+    ann_path, lmdb_dir = modanet
+    summary = extract_images(ann_path, lmdb_dir, tmp_path / "images")
+    assert summary["images"] == 8 and summary["missing_ids"] == [90000]  # 2048 has no annotations
+    env = lmdb.open(str(lmdb_dir), readonly=True, lock=False)
+    with env.begin() as txn:
+        assert (tmp_path / "images" / "0000031.jpg").read_bytes() == txn.get(b"31"), "bytes written unchanged"
+    env.close()
+    assert not (tmp_path / "images" / "0002048.jpg").exists()
+    prepare_modanet(ann_path, lmdb_dir, tmp_path / "from_lmdb", (48, 32), 0.2, 0.2, 0)
+    prepare_modanet(ann_path, tmp_path / "images", tmp_path / "from_files", (48, 32), 0.2, 0.2, 0, workers=2)
+    for name in ("images.npy", "classmaps.npy", "manifest.tsv"):
+        assert (tmp_path / "from_files" / name).read_bytes() == (tmp_path / "from_lmdb" / name).read_bytes()
+    reasons = pd.read_csv(tmp_path / "from_files" / "quarantine.tsv", sep="\t").set_index("source")["reason"]
+    assert "id 90000 missing from" in reasons["0090000.jpg"] and str(lmdb_dir) in reasons["0090000.jpg"]

@@ -1,4 +1,24 @@
 # Raw data → prepared stores (manifest + images decoded once at the working resolution).
+#
+# fetch_<dataset>_<key> (download a distributed file) → extract_<name> (checked, safe extraction)
+# [→ extract_modanet_images: annotated photos out of the LMDB, bytes unchanged] → prepare_<dataset>.
+# Which of these exist is decided at start-up from what is on disk
+# (fashion_rembg.datasets.sources.plan): an existing folder is used as is, a finished extraction is
+# reused even after its archive was deleted, so nothing is downloaded or extracted twice.
+#
+# fetch/extract use one-line `run:` blocks, not `script:`: Snakemake reruns a script rule whenever
+# the script file is newer than its output (e.g. after a git pull), which here would delete a
+# hand-placed archive or repeat a 40 GB download. No `conda:` either (an edited env file would
+# trigger the same). Downloads are `protected` (read-only): a forced rerun stops instead of
+# deleting them.
+from fashion_rembg.datasets.sources import extract_modanet_images, extract_raw, fetch_raw, job_log
+from fashion_rembg.datasets.sources import plan as plan_sources
+
+try:
+    SOURCES = plan_sources(config)
+except PipelineError as err:
+    raise WorkflowError(f"fashion-rembg configuration: {err}")
+PREPARE_THREADS = 16  # decode workers; Snakemake caps this at --cores (--set-threads prepare_X=N)
 
 
 rule demo_data:
@@ -21,19 +41,74 @@ rule demo_data:
         "../scripts/demo_data.py"
 
 
-if "fashionstyle14" in DATASET_CONFIG:
+for _plan in SOURCES.values():
+    for _raw in _plan.fetch:
+
+        rule:
+            name:
+                f"fetch_{_raw.dataset}_{_raw.key}"
+            output:
+                protected(_raw.path),
+            params:
+                dataset=_raw.dataset,
+                key=_raw.key,
+            localrule: True
+            retries: 2 if _raw.url else 0
+            log:
+                f"results/logs/fetch/{_raw.dataset}_{_raw.key}.log",
+            run:
+                job_log(log[0], fetch_raw, config, params.dataset, params.key, output[0])
+
+    for _extraction in _plan.extract:
+
+        rule:
+            name:
+                f"extract_{_extraction.name}"
+            input:
+                _extraction.archive.path,
+            output:
+                _extraction.marker,
+            params:
+                name=_extraction.name,
+            log:
+                f"results/logs/extract/{_extraction.name}.log",
+            benchmark:
+                f"results/benchmarks/extract/{_extraction.name}.tsv"
+            run:
+                job_log(log[0], extract_raw, config, params.name, input[0], output[0])
+
+
+if "modanet" in SOURCES and SOURCES["modanet"].modanet_images:
+
+    rule extract_modanet_images:
+        """The annotated images out of PaperDoll's photos.lmdb as %07d.jpg, bytes unchanged (the
+        ~40 GB LMDB and its tar may be deleted afterwards); missing ids are listed in the marker."""
+        input:
+            annotations=SOURCES["modanet"].modanet_images["annotations"],
+            lmdb=SOURCES["modanet"].modanet_images["lmdb"],
+        output:
+            SOURCES["modanet"].modanet_images["marker"],
+        log:
+            "results/logs/extract/modanet_images.log",
+        benchmark:
+            "results/benchmarks/extract/modanet_images.tsv"
+        run:
+            job_log(log[0], extract_modanet_images, input.annotations, input.lmdb, output[0])
+
+
+if "fashionstyle14" in SOURCES:
 
     rule prepare_fashionstyle14:
         input:
-            fs14_split_csvs,
+            **SOURCES["fashionstyle14"].inputs,
         output:
             manifest="results/data/fashionstyle14/manifest.tsv",
             quarantine="results/data/fashionstyle14/quarantine.tsv",
             classes="results/data/fashionstyle14/classes.json",
             images="results/data/fashionstyle14/images.npy",
         params:
-            root=DATASET_CONFIG["fashionstyle14"]["root"],
             store_size=DATASET_CONFIG["fashionstyle14"]["store_size"],
+        threads: PREPARE_THREADS
         conda:
             CONDA_ENV
         log:
@@ -44,12 +119,11 @@ if "fashionstyle14" in DATASET_CONFIG:
             "../scripts/prepare_fashionstyle14.py"
 
 
-if "modanet" in DATASET_CONFIG:
+if "modanet" in SOURCES:
 
     rule prepare_modanet:
         input:
-            annotations=DATASET_CONFIG["modanet"]["annotations"],
-            lmdb=f"{DATASET_CONFIG['modanet']['lmdb']}/data.mdb",
+            **SOURCES["modanet"].inputs,
         output:
             manifest="results/data/modanet/manifest.tsv",
             quarantine="results/data/modanet/quarantine.tsv",
@@ -59,6 +133,7 @@ if "modanet" in DATASET_CONFIG:
         params:
             store_size=DATASET_CONFIG["modanet"]["store_size"],
             split=DATASET_CONFIG["modanet"]["split"],
+        threads: PREPARE_THREADS
         conda:
             CONDA_ENV
         log:
@@ -67,6 +142,32 @@ if "modanet" in DATASET_CONFIG:
             "results/benchmarks/prepare_modanet.tsv"
         script:
             "../scripts/prepare_modanet.py"
+
+
+if "fashionpedia" in SOURCES:
+
+    rule prepare_fashionpedia:
+        input:
+            **SOURCES["fashionpedia"].inputs,
+        output:
+            manifest="results/data/fashionpedia/manifest.tsv",
+            quarantine="results/data/fashionpedia/quarantine.tsv",
+            classes="results/data/fashionpedia/classes.json",
+            images="results/data/fashionpedia/images.npy",
+            classmaps="results/data/fashionpedia/classmaps.npy",
+        params:
+            store_size=DATASET_CONFIG["fashionpedia"]["store_size"],
+            classes=DATASET_CONFIG["fashionpedia"]["classes"],
+            split=DATASET_CONFIG["fashionpedia"]["split"],
+        threads: PREPARE_THREADS
+        conda:
+            CONDA_ENV
+        log:
+            "results/logs/prepare_fashionpedia.log",
+        benchmark:
+            "results/benchmarks/prepare_fashionpedia.tsv"
+        script:
+            "../scripts/prepare_fashionpedia.py"
 
 
 rule prepare_truth:

@@ -1,17 +1,20 @@
 """FashionStyle14: `FashionStyle14_v1/dataset/<style>/<file>` + headerless split CSVs → image store."""
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import unicodedata
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from ..errors import DataError
-from .store import MANIFEST_COLUMNS, StoreWriter, fit_image, to_rgb, write_json, write_tsv
+from .archives import find_dir
+from .imaging import DECODE_ERRORS, open_raw, store_row
+from .parallel import ordered_map
+from .store import MANIFEST_COLUMNS, StoreWriter, to_rgb, write_json, write_tsv
 
 log = logging.getLogger(__name__)
 
@@ -65,12 +68,23 @@ def index_files(root: Path) -> dict[str, Path]:
     return index
 
 
+def _read_lines(csv_path: Path) -> list[str]:
+    data = csv_path.read_bytes()
+    for encoding in ("utf-8-sig", "cp932"):  # a Japanese dataset: Shift-JIS lists are plausible
+        try:
+            return data.decode(encoding).splitlines()
+        except UnicodeDecodeError:
+            continue
+    raise DataError(f"FashionStyle14: {csv_path} is neither UTF-8 nor Shift-JIS text; is it the split list?")
+
+
 def read_split_lists(root: Path) -> tuple[list[tuple[str, str, str]], list[dict]]:
     """(relpath, style, split) for every CSV line, plus quarantine rows for malformed lines."""
     entries, quarantine, seen = [], [], {}
     for split, csv_path in split_csv_paths(root).items():
-        for lineno, raw in enumerate(csv_path.read_text(encoding="utf-8-sig").splitlines(), start=1):
-            line = nfc(raw.strip().strip('"'))
+        for lineno, raw in enumerate(_read_lines(csv_path), start=1):
+            line = nfc(raw.split(",")[0].strip().strip('"'))
+            line = line.removeprefix("./").removeprefix("FashionStyle14_v1/")
             if not line:
                 continue
             where = f"{csv_path.name}:{lineno}"
@@ -90,48 +104,83 @@ def read_split_lists(root: Path) -> tuple[list[tuple[str, str, str]], list[dict]
     return entries, quarantine
 
 
+def find_root(root: Path) -> Path:
+    """The FashionStyle14_v1 folder: `root` itself or a folder below it (an extracted archive)."""
+    root = Path(root)
+    if not root.is_dir() or (root / "dataset").is_dir():
+        split_csv_paths(root)  # raises the "place the folder here" / "train.csv missing" error
+        return root
+    try:
+        return find_dir(root, lambda d: (d / "dataset").is_dir() and (d / "train.csv").is_file(),
+                        "FashionStyle14_v1 folder (dataset/ and train.csv)")
+    except DataError as err:
+        raise DataError(f"FashionStyle14: {err}. Expected the layout FashionStyle14_v1/dataset/<style>/<file> "
+                        f"with train.csv, val.csv, test.csv beside dataset/.") from None
+
+
 def load_rgb(path: Path) -> tuple[Image.Image, str]:
     """Decode an image file fully, or raise DataError saying why it is unusable."""
-    if path.stat().st_size == 0:
-        raise DataError("zero-byte file")
+    img = open_raw(path)
     try:
-        with Image.open(path) as img:
-            img.load()
-            return to_rgb(img)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        return to_rgb(img)
+    except DECODE_ERRORS as err:
         raise DataError(f"undecodable image ({type(err).__name__}: {err})") from None
 
 
-def prepare_fashionstyle14(root: Path, out_dir: Path, store_size: tuple[int, int]) -> dict:
+class _Context:
+    def __init__(self, store_size: tuple[int, int]):
+        self.store_size = store_size
+
+
+def _work(ctx: _Context, item: tuple[str, str]):
+    relpath, path = item
+    try:
+        return store_row(path, ctx.store_size)
+    except DataError as err:
+        return None, str(err)
+    except OSError as err:  # unreadable file (permissions, I/O error)
+        return None, f"unreadable file ({err})"
+
+
+def prepare_fashionstyle14(root: Path, out_dir: Path, store_size: tuple[int, int], workers: int = 1) -> dict:
     """Write manifest.tsv, quarantine.tsv, classes.json and images.npy into out_dir."""
-    root, out_dir = Path(root), Path(out_dir)
+    root, out_dir = find_root(root), Path(out_dir)
     check_style_folders(root)
     entries, quarantine = read_split_lists(root)
     files = index_files(root)
-    height, width = store_size
-    writer = StoreWriter(out_dir, len(entries), {"images": (height, width, 3)})
-    rows = []
-    for slot, (relpath, style, split) in enumerate(entries):
-        path = files.get(relpath) or files.get(nfc(unicodedata.normalize("NFD", relpath)))
+    listed = []
+    for relpath, style, split in entries:
+        path = files.get(relpath)
         if path is None:
             quarantine.append({"source": relpath, "reason": f"listed in {split} CSV but no such file under {root}"})
             continue
-        try:
-            img, note = load_rgb(path)
-        except DataError as err:
-            quarantine.append({"source": relpath, "reason": str(err)})
-            continue
-        writer.put(slot, images=np.asarray(fit_image(img, store_size)))
-        rows.append({"id": Path(relpath).stem, "source": relpath, "split": split, "label": style,
-                     "label_idx": STYLES.index(style), "note": note})
+        listed.append((relpath, style, split, path))
+    height, width = store_size
+    writer = StoreWriter(out_dir, len(listed), {"images": (height, width, 3)})
+    rows = []
+    items = [(relpath, str(path)) for relpath, _, _, path in listed]
+    try:
+        results = ordered_map(_work, items, open_context=functools.partial(_Context, tuple(store_size)),
+                              workers=workers, chunk_size=16)
+        for slot, ((relpath, style, split, _), (row, note)) in enumerate(zip(listed, results)):
+            if row is None:
+                quarantine.append({"source": relpath, "reason": note})
+                continue
+            writer.put(slot, images=row)
+            rows.append({"id": Path(relpath).stem, "source": relpath, "split": split, "label": style,
+                         "label_idx": STYLES.index(style), "note": note})
+    except BaseException:
+        writer.abort()
+        raise
     count = writer.finish()
     manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS[1:])
     manifest.insert(0, "index", range(count))
     write_tsv(manifest, out_dir / "manifest.tsv")
     write_tsv(pd.DataFrame(quarantine, columns=["source", "reason"]), out_dir / "quarantine.tsv")
     write_json({"task": "classification", "classes": list(STYLES)}, out_dir / "classes.json")
-    summary = {"images": count, "quarantined": len(quarantine),
-               "splits": manifest["split"].value_counts().to_dict()}
+    converted = manifest["note"].astype(bool).sum()
+    summary = {"images": count, "quarantined": len(quarantine), "converted": int(converted),
+               "splits": {k: int(v) for k, v in manifest["split"].value_counts().sort_index().items()}}
     log.info("FashionStyle14 prepared: %s", summary)
     if count == 0:
         raise DataError(f"FashionStyle14: no usable image under {root}; see {out_dir / 'quarantine.tsv'}")

@@ -1,18 +1,24 @@
-"""ModaNet: COCO-format annotations + PaperDoll `photos.lmdb` → image store + class maps."""
+"""ModaNet: COCO-format annotations + PaperDoll `photos.lmdb` → image store + class maps.
+
+The official val JSON has no annotations (withheld for the challenge), so the labelled train JSON
+is split deterministically into train/val/test; the split is recorded in the manifest. Images are
+taken from the LMDB by id (key = decimal id, value = the JPEG bytes) and written unchanged as
+`%07d.jpg` (`extract_images`), after which the 40 GB LMDB is no longer needed; prepare decodes them
+in worker processes (it also reads the LMDB directly).
+"""
 from __future__ import annotations
 
-import io
+import functools
 import json
 import logging
+import os
+import shutil
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-from PIL import Image
-from pycocotools import mask as mask_utils
-
 from ..errors import DataError
-from .store import MANIFEST_COLUMNS, StoreWriter, fit_image, to_rgb, write_json, write_tsv
+from .archives import find_dir
+from .coco import FolderReader, LmdbReader, compact_annotations, load_coco, rasterise, segmentation_rows, split_ids, \
+    write_segmentation_store
 
 log = logging.getLogger(__name__)
 
@@ -20,132 +26,134 @@ CATEGORIES = (
     "bag", "belt", "boots", "footwear", "outer", "dress", "sunglasses",
     "pants", "top", "shorts", "skirt", "headwear", "scarf/tie",
 )
-LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/v1"
+PAPERDOLL_URL = "http://vision.is.tohoku.ac.jp/chictopia2/photos.lmdb.tar"
+PAPERDOLL_MD5 = "a404789687fc3906d7d843942c802f53"
+IMAGES_MARKER = "extracted.json"
 
-__all__ = ["CATEGORIES", "load_annotations", "rasterise", "split_ids", "prepare_modanet"]
+__all__ = ["CATEGORIES", "load_annotations", "rasterise", "split_ids", "find_lmdb", "extract_images", "prepare_modanet"]
 
 
 def load_annotations(path: Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(
-            f"ModaNet: {path} not found. Place modanet2018_instances_train.json there "
-            "(from https://github.com/eBay/modanet, fetched with Git LFS)."
-        )
-    with open(path, "rb") as fh:
-        head = fh.read(len(LFS_POINTER_PREFIX))
-    if head == LFS_POINTER_PREFIX:
-        raise DataError(
-            f"ModaNet: {path} is a Git LFS pointer ({path.stat().st_size} bytes), not the annotations. "
-            "Install git-lfs and run `git lfs pull` in the eBay/modanet clone, then copy the real file."
-        )
-    try:
-        coco = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise DataError(f"ModaNet: {path} is not valid JSON ({err})") from None
-    for key in ("images", "annotations", "categories"):
-        if key not in coco:
-            raise DataError(f"ModaNet: {path} lacks the COCO key {key!r}")
-    names = {c["id"]: c["name"] for c in coco["categories"]}
+    coco = load_coco(
+        path, "ModaNet",
+        missing_hint="Place modanet2018_instances_train.json there (from https://github.com/eBay/modanet, "
+                     "fetched with Git LFS; md5 96478657d20e322e9d3282c6d73c0c4c).",
+        empty_hint="This is probably modanet2018_instances_val.json, whose labels were withheld for the "
+                   "challenge: point datasets.modanet.annotations at modanet2018_instances_train.json.",
+    )
+    names = {c.get("id"): c.get("name") for c in coco["categories"]}
     expected = dict(enumerate(CATEGORIES, start=1))
     if names != expected:
         raise DataError(f"ModaNet: {path} categories {names} differ from the 13 ModaNet categories {expected}")
     return coco
 
 
-def rasterise(annotations: list[dict], height: int, width: int) -> np.ndarray:
-    """Class-index map (0 = background). Larger instances are drawn first so that smaller,
-    overlapping ones (belt on dress, bag on outer) stay visible, as in ModaNet's own renders."""
-    classmap = np.zeros((height, width), dtype=np.uint8)
-    for ann in sorted(annotations, key=lambda a: (-float(a.get("area", 0)), a.get("id", 0))):
-        segm = ann.get("segmentation")
-        if not segm:
-            continue
-        if isinstance(segm, list):
-            polygons = [p for p in segm if len(p) >= 6 and len(p) % 2 == 0]
-            if not polygons:
-                continue
-            rle = mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))
-        elif isinstance(segm, dict) and isinstance(segm.get("counts"), list):
-            rle = mask_utils.frPyObjects(segm, height, width)
-        else:
-            rle = segm
-        classmap[mask_utils.decode(rle).astype(bool)] = int(ann["category_id"])
-    return classmap
-
-
-def split_ids(image_ids: list[int], val_fraction: float, test_fraction: float, seed: int) -> dict[int, str]:
-    """Deterministic split of the labelled set (the official val JSON has no annotations)."""
-    ordered = np.array(sorted(image_ids))
-    order = np.random.default_rng(seed).permutation(len(ordered))
-    n_val = int(round(len(ordered) * val_fraction))
-    n_test = int(round(len(ordered) * test_fraction))
-    split = {}
-    for rank, pos in enumerate(order):
-        split[int(ordered[pos])] = "val" if rank < n_val else "test" if rank < n_val + n_test else "train"
-    return split
-
-
-def prepare_modanet(annotations: Path, lmdb_dir: Path, out_dir: Path, store_size: tuple[int, int],
-                    val_fraction: float, test_fraction: float, seed: int) -> dict:
-    import lmdb
-
-    out_dir = Path(out_dir)
-    coco = load_annotations(annotations)
-    if not (Path(lmdb_dir) / "data.mdb").is_file():
+def find_lmdb(lmdb_dir: Path) -> Path:
+    """The photos.lmdb folder: `lmdb_dir` itself or a folder below it (an extracted photos.lmdb.tar)."""
+    lmdb_dir = Path(lmdb_dir)
+    if not lmdb_dir.is_dir():
         raise DataError(
             f"ModaNet: LMDB {lmdb_dir}/data.mdb not found. Download PaperDoll's photos.lmdb.tar "
-            "(http://vision.is.tohoku.ac.jp/chictopia2/photos.lmdb.tar, md5 a404789687fc3906d7d843942c802f53) "
-            f"and extract it so that {lmdb_dir}/data.mdb exists."
+            f"({PAPERDOLL_URL}, md5 {PAPERDOLL_MD5}) and extract it so that {lmdb_dir}/data.mdb exists."
         )
-    by_image: dict[int, list[dict]] = {}
-    for ann in coco["annotations"]:
-        by_image.setdefault(int(ann["image_id"]), []).append(ann)
+    try:
+        return find_dir(lmdb_dir, lambda d: (d / "data.mdb").is_file(), "photos.lmdb folder (data.mdb)")
+    except DataError as err:
+        raise DataError(f"ModaNet: {err}. Extract PaperDoll's photos.lmdb.tar ({PAPERDOLL_URL}) there.") from None
+
+
+def extract_images(annotations: Path, lmdb_dir: Path, target: Path) -> dict:
+    """Write each annotated ModaNet image from the LMDB to `<target>/<file_name>` with its bytes
+    unchanged (no re-encoding), so the ~40 GB LMDB may be deleted afterwards. Ids missing from the
+    LMDB are listed in `<target>/extracted.json` (and become quarantine rows in prepare)."""
+    coco = load_annotations(annotations)
+    reader = LmdbReader(str(find_lmdb(lmdb_dir)))
+    target = Path(target)
+    staging = target.with_name(f".{target.name}.partial")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    annotated = {int(a["image_id"]) for a in coco["annotations"]}
+    written, missing, size = 0, [], 0
+    try:
+        for im in sorted(coco["images"], key=lambda im: int(im["id"])):
+            if int(im["id"]) not in annotated:
+                continue
+            name = Path(str(im["file_name"])).name  # a bare file name, never a path
+            payload = reader.read(int(im["id"]))
+            if payload is None:
+                missing.append(int(im["id"]))
+                continue
+            (staging / name).write_bytes(payload)
+            written, size = written + 1, size + len(payload)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    finally:
+        reader.close()
+    summary = {"annotations": str(annotations), "lmdb": str(lmdb_dir), "images": written, "bytes": size,
+               "missing_ids": missing}
+    (staging / IMAGES_MARKER).write_text(json.dumps(summary, indent=1) + "\n")
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(staging, target)
+    log.info("ModaNet images: %d written, %d ids missing from the LMDB", written, len(missing))
+    return summary
+
+
+class _Context:
+    def __init__(self, source: str, store_size: tuple[int, int]):
+        self.lmdb = (Path(source) / "data.mdb").is_file()
+        self.reader = LmdbReader(source) if self.lmdb else FolderReader(source, "")
+        self.store_size = store_size
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+def _work(ctx: _Context, item: dict):
+    image_id = item["image_id"]
+    try:
+        payload = ctx.reader.read(image_id if ctx.lmdb else item["source"])
+        if payload is None:
+            return None, f"id {image_id} missing from {item['missing_from']}"
+        rows, note = segmentation_rows(payload, item["width"], item["height"], item["annotations"], None,
+                                       ctx.store_size)
+    except DataError as err:
+        return None, str(err)
+    return rows, {"id": str(image_id), "source": item["source"], "split": item["split"], "label": "",
+                  "label_idx": -1, "note": note}
+
+
+def image_source(images: Path) -> tuple[Path, str]:
+    """(folder to read, what a missing id is missing from): photos.lmdb, or extracted %07d.jpg files."""
+    images = Path(images)
+    marker = images / IMAGES_MARKER
+    if marker.is_file():
+        lmdb_dir = json.loads(marker.read_text()).get("lmdb", "the LMDB")
+        return images, f"{lmdb_dir} (not extracted into {images})"
+    lmdb_path = find_lmdb(images)
+    return lmdb_path, str(lmdb_path)
+
+
+def prepare_modanet(annotations: Path, images: Path, out_dir: Path, store_size: tuple[int, int],
+                    val_fraction: float, test_fraction: float, seed: int, workers: int = 1) -> dict:
+    """Write manifest.tsv, quarantine.tsv, classes.json, images.npy and classmaps.npy into out_dir.
+
+    `images`: the photos.lmdb folder (or a folder above it), or the folder made by `extract_images`.
+    """
+    coco = load_annotations(annotations)
+    source, missing_from = image_source(images)
+    by_image = compact_annotations(coco)
     images = sorted(coco["images"], key=lambda im: int(im["id"]))
+    del coco  # the compact index is all that is needed from here on
     quarantine = [{"source": im["file_name"], "reason": "no annotations in the labelled JSON"}
                   for im in images if int(im["id"]) not in by_image]
     labelled = [im for im in images if int(im["id"]) in by_image]
     splits = split_ids([int(im["id"]) for im in labelled], val_fraction, test_fraction, seed)
-    height, width = store_size
-    writer = StoreWriter(out_dir, len(labelled), {"images": (height, width, 3), "classmaps": (height, width)})
-    rows = []
-    env = lmdb.open(str(lmdb_dir), readonly=True, lock=False, readahead=False, max_readers=16)
-    try:
-        with env.begin(buffers=False) as txn:
-            for slot, im in enumerate(labelled):
-                image_id = int(im["id"])
-                payload = txn.get(str(image_id).encode("ascii"))
-                if payload is None:
-                    quarantine.append({"source": im["file_name"], "reason": f"id {image_id} missing from {lmdb_dir}"})
-                    continue
-                try:
-                    with Image.open(io.BytesIO(payload)) as raw:
-                        raw.load()
-                        img, note = to_rgb(raw)
-                except (OSError, ValueError, SyntaxError) as err:
-                    quarantine.append({"source": im["file_name"], "reason": f"undecodable LMDB value ({err})"})
-                    continue
-                if img.size != (int(im["width"]), int(im["height"])):
-                    quarantine.append({"source": im["file_name"],
-                                       "reason": f"image is {img.size}, JSON says {(im['width'], im['height'])}"})
-                    continue
-                classmap = rasterise(by_image[image_id], img.height, img.width)
-                writer.put(slot,
-                           images=np.asarray(fit_image(img, store_size)),
-                           classmaps=np.asarray(fit_image(Image.fromarray(classmap), store_size, Image.Resampling.NEAREST)))
-                rows.append({"id": str(image_id), "source": im["file_name"], "split": splits[image_id],
-                             "label": "", "label_idx": -1, "note": note})
-    finally:
-        env.close()
-    count = writer.finish()
-    manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS[1:])
-    manifest.insert(0, "index", range(count))
-    write_tsv(manifest, out_dir / "manifest.tsv")
-    write_tsv(pd.DataFrame(quarantine, columns=["source", "reason"]), out_dir / "quarantine.tsv")
-    write_json({"task": "segmentation", "classes": ["background", *CATEGORIES]}, out_dir / "classes.json")
-    summary = {"images": count, "quarantined": len(quarantine),
-               "splits": manifest["split"].value_counts().to_dict()}
-    log.info("ModaNet prepared: %s", summary)
-    if count == 0:
-        raise DataError(f"ModaNet: no usable labelled image; see {out_dir / 'quarantine.tsv'}")
-    return summary
+    items = [{"image_id": int(im["id"]), "source": im["file_name"], "width": int(im["width"]),
+              "height": int(im["height"]), "annotations": by_image[int(im["id"])], "split": splits[int(im["id"])],
+              "missing_from": missing_from}
+             for im in labelled]
+    return write_segmentation_store(
+        out_dir, items, _work, functools.partial(_Context, str(source), tuple(store_size)),
+        ["background", *CATEGORIES], quarantine, store_size, workers, "ModaNet")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -46,44 +47,70 @@ def to_rgb(img: Image.Image) -> tuple[Image.Image, str]:
 
 
 class StoreWriter:
-    """Streams rows into uint8 .npy arrays; memory stays bounded by one image.
+    """Streams rows, in slot order, straight into uint8 .npy files.
 
-    Rows that fail later are dropped by `finish`, which compacts into the final files.
+    Rows are appended with plain writes (no memmap), so the resident memory stays bounded by one
+    row whatever the dataset size, and quarantined slots are simply never written: `finish`
+    rewrites the headers with the final row count instead of copying the arrays once more.
     """
 
     def __init__(self, out_dir: Path, capacity: int, arrays: dict[str, tuple[int, ...]]):
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.capacity = capacity
-        self.shapes = arrays
-        self.tmp = {
-            name: np.lib.format.open_memmap(
-                self.out_dir / f".{name}.partial.npy", mode="w+", dtype=np.uint8, shape=(max(capacity, 1), *shape)
-            )
-            for name, shape in arrays.items()
-        }
-        self.kept: list[int] = []
+        self.shapes = {name: tuple(int(s) for s in shape) for name, shape in arrays.items()}
+        self.count = 0
+        self.last_slot = -1
+        self.files = {}
+        self.header_len = {}
+        for name, shape in self.shapes.items():
+            header = npy_header((max(capacity, 1), *shape))
+            fh = open(self._partial(name), "wb")
+            fh.write(header)
+            self.files[name] = fh
+            self.header_len[name] = len(header)
+
+    def _partial(self, name: str) -> Path:
+        return self.out_dir / f".{name}.partial.npy"
 
     def put(self, slot: int, **rows: np.ndarray) -> None:
+        if slot <= self.last_slot or slot >= max(self.capacity, 1):
+            raise ValueError(f"StoreWriter: slot {slot} out of order (last {self.last_slot}, capacity {self.capacity})")
+        if set(rows) != set(self.shapes):
+            raise ValueError(f"StoreWriter: expected rows {sorted(self.shapes)}, got {sorted(rows)}")
         for name, row in rows.items():
-            self.tmp[name][slot] = row
-        self.kept.append(slot)
+            row = np.asarray(row)
+            if row.shape != self.shapes[name] or row.dtype != np.uint8:
+                raise ValueError(f"StoreWriter: {name} row has {row.shape} {row.dtype}, expected {self.shapes[name]} uint8")
+            self.files[name].write(np.ascontiguousarray(row).tobytes())
+        self.last_slot = slot
+        self.count += 1
 
     def finish(self) -> int:
-        kept = sorted(self.kept)
         for name, shape in self.shapes.items():
-            final = self.out_dir / f"{name}.npy"
-            partial = self.out_dir / f".{name}.compact.npy"
-            out = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(len(kept), *shape))
-            for start in range(0, len(kept), 256):
-                out[start : start + 256] = self.tmp[name][kept[start : start + 256]]
-            out.flush()
-            del out
-            os.replace(partial, final)
-        for name in self.shapes:
-            del self.tmp[name]
-            (self.out_dir / f".{name}.partial.npy").unlink(missing_ok=True)
-        return len(kept)
+            fh = self.files.pop(name)
+            fh.seek(0)
+            fh.write(npy_header((self.count, *shape), length=self.header_len[name]))
+            fh.truncate(self.header_len[name] + self.count * int(np.prod(shape)))
+            fh.close()
+            os.replace(self._partial(name), self.out_dir / f"{name}.npy")
+        return self.count
+
+    def abort(self) -> None:
+        for name in list(self.files):
+            self.files.pop(name).close()
+            self._partial(name).unlink(missing_ok=True)
+
+
+def npy_header(shape: tuple[int, ...], length: int | None = None) -> bytes:
+    """A .npy v1.0 header for a C-order uint8 array, padded to `length` bytes (default: 64-aligned)."""
+    body = ("{'descr': '|u1', 'fortran_order': False, 'shape': %r, }" % (tuple(shape),)).encode("latin1")
+    fixed = len(b"\x93NUMPY") + 2 + 2 + len(body) + 1
+    total = length if length is not None else -(-fixed // 64) * 64
+    if total < fixed:
+        raise ValueError(f"npy header for shape {shape} needs {fixed} bytes, only {total} reserved")
+    text = body + b" " * (total - fixed) + b"\n"
+    return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text
 
 
 def write_tsv(df: pd.DataFrame, path: Path) -> None:

@@ -1,0 +1,315 @@
+"""COCO-style segmentation datasets (ModaNet, Fashionpedia) → image store + semantic class maps.
+
+Shared by both: loading and checking the annotation JSON, rasterising polygons *and* RLE
+(compressed or uncompressed) with pycocotools, aligning class maps with EXIF-rotated photos,
+deterministic splits, image readers (LMDB, zip, folder) and the parallel store writer.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import zipfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+from pycocotools import mask as mask_utils
+
+from ..errors import DataError
+from .archives import reject_non_data, sniff
+from .imaging import open_raw, orientation, transpose_like
+from .parallel import ordered_map
+from .store import MANIFEST_COLUMNS, StoreWriter, fit_image, to_rgb, write_json, write_tsv
+
+log = logging.getLogger(__name__)
+
+__all__ = ["load_coco", "compact_annotations", "rasterise", "rasterise_checked", "split_ids",
+           "segmentation_rows", "LmdbReader", "ZipReader", "FolderReader", "write_segmentation_store"]
+
+
+# ----------------------------------------------------------------------------------------------
+# Annotation files
+# ----------------------------------------------------------------------------------------------
+def load_coco(path: Path, what: str, missing_hint: str, empty_hint: str) -> dict:
+    """Parsed COCO JSON, or a DataError that says what is wrong and what to do."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{what}: {path} not found. {missing_hint}")
+    kind = reject_non_data(path, what, sniff(path))
+    if kind != "json":
+        raise DataError(f"{what}: {path} is not a JSON file (its first bytes look like {kind}). {missing_hint}")
+    try:
+        with open(path, "rb") as fh:
+            coco = json.load(fh)
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DataError(f"{what}: {path} is not valid JSON ({err}); the download is probably truncated") from None
+    if not isinstance(coco, dict):
+        raise DataError(f"{what}: {path} is not a COCO annotation file (top level is not an object)")
+    for key in ("images", "categories"):
+        if key not in coco:
+            raise DataError(f"{what}: {path} lacks the COCO key {key!r}")
+    if not coco.get("annotations"):
+        raise DataError(f"{what}: {path} has an empty annotation list. {empty_hint}")
+    return coco
+
+
+def _compact_segmentation(segm):
+    # Polygons as float arrays: a quarter of the memory of Python float lists, same values.
+    if isinstance(segm, list):
+        return [np.asarray(p, dtype=np.float64) if isinstance(p, list) else p for p in segm]
+    return segm
+
+
+def compact_annotations(coco: dict) -> dict[int, list[dict]]:
+    """image id → its annotations, keeping only what rasterising needs."""
+    by_image: dict[int, list[dict]] = {}
+    for ann in coco["annotations"]:
+        by_image.setdefault(int(ann["image_id"]), []).append({
+            "id": ann.get("id", 0), "category_id": ann.get("category_id"), "area": ann.get("area", 0),
+            "segmentation": _compact_segmentation(ann.get("segmentation")),
+        })
+    return by_image
+
+
+# ----------------------------------------------------------------------------------------------
+# Rasterising
+# ----------------------------------------------------------------------------------------------
+def _polygon_list(segm) -> list:
+    return [p.tolist() if isinstance(p, np.ndarray) else p for p in segm]
+
+
+def _annotation_rle(ann: dict, height: int, width: int, notes: list[str]):
+    segm = ann.get("segmentation")
+    if segm is None or (isinstance(segm, list) and len(segm) == 0):
+        notes.append("annotation without polygons")
+        return None
+    if isinstance(segm, list):
+        polygons = []
+        for poly in _polygon_list(segm):
+            if isinstance(poly, list) and len(poly) >= 6 and len(poly) % 2 == 0:
+                polygons.append([float(v) for v in poly])
+            else:
+                notes.append(f"annotation {ann.get('id')}: degenerate polygon skipped")
+        if not polygons:
+            return None
+        return mask_utils.merge(mask_utils.frPyObjects(polygons, height, width))
+    if isinstance(segm, dict) and "counts" in segm and "size" in segm:
+        size = [int(v) for v in segm["size"]]
+        if size != [height, width]:
+            raise DataError(f"annotation {ann.get('id')}: RLE size {size} differs from the image size {[height, width]}")
+        counts = segm["counts"]
+        if isinstance(counts, (list, np.ndarray)):  # uncompressed RLE
+            if int(np.sum(counts)) != height * width:
+                raise DataError(f"annotation {ann.get('id')}: uncompressed RLE covers {int(np.sum(counts))} pixels, "
+                                f"not {height}×{width}")
+            return mask_utils.frPyObjects({"size": size, "counts": [int(c) for c in counts]}, height, width)
+        if isinstance(counts, (str, bytes)):
+            return {"size": size, "counts": counts}
+    raise DataError(f"annotation {ann.get('id')}: unknown segmentation format ({type(segm).__name__})")
+
+
+def rasterise_checked(annotations: list[dict], height: int, width: int,
+                      class_of: Callable[[int], int | None] | None = None) -> tuple[np.ndarray, list[str], int]:
+    """(class map, notes, instances drawn). 0 = background. Larger instances are drawn first so that
+    smaller, overlapping ones (belt on dress, sleeve on coat) stay visible. `class_of` maps a category
+    id to a class index (None: not drawn); default: the category id itself. Raises DataError for an
+    annotation that cannot be trusted (unknown category, malformed RLE)."""
+    classmap = np.zeros((height, width), dtype=np.uint8)
+    notes: list[str] = []
+    drawn = 0
+    for ann in sorted(annotations, key=lambda a: (-float(a.get("area") or 0), a.get("id") or 0)):
+        cat = ann.get("category_id")
+        if class_of is None:
+            index = int(cat) if isinstance(cat, (int, np.integer)) else None
+        else:
+            index = class_of(cat)
+            if index is None and getattr(class_of, "known", lambda c: False)(cat):
+                continue  # a known category this class list leaves out (e.g. garment parts)
+        if index is None or not 0 < index < 256:
+            raise DataError(f"annotation {ann.get('id')}: unknown category_id {cat!r}")
+        try:
+            rle = _annotation_rle(ann, height, width, notes)
+        except (TypeError, ValueError) as err:
+            raise DataError(f"annotation {ann.get('id')}: malformed segmentation ({err})") from None
+        if rle is None:
+            continue
+        classmap[mask_utils.decode(rle).astype(bool)] = index
+        drawn += 1
+    return classmap, notes, drawn
+
+
+def rasterise(annotations: list[dict], height: int, width: int, class_of=None) -> np.ndarray:
+    return rasterise_checked(annotations, height, width, class_of)[0]
+
+
+class ClassMapping:
+    """Category id → class index (1-based; 0 = background); ids outside `drawn` are known but skipped."""
+
+    def __init__(self, index: dict[int, int], known: Iterable[int]):
+        self.index, self.known_ids = dict(index), set(known)
+
+    def __call__(self, cat):
+        return self.index.get(cat) if isinstance(cat, (int, np.integer)) else None
+
+    def known(self, cat) -> bool:
+        return cat in self.known_ids
+
+
+def split_ids(image_ids: list, val_fraction: float, test_fraction: float, seed: int) -> dict:
+    """Deterministic split (independent of input order) into train/val/test by fraction."""
+    ordered = sorted(image_ids)
+    order = np.random.default_rng(seed).permutation(len(ordered))
+    n_val = int(round(len(ordered) * val_fraction))
+    n_test = int(round(len(ordered) * test_fraction))
+    split = {}
+    for rank, pos in enumerate(order):
+        split[ordered[pos]] = "val" if rank < n_val else "test" if rank < n_val + n_test else "train"
+    return split
+
+
+# ----------------------------------------------------------------------------------------------
+# One image + its annotations → store rows
+# ----------------------------------------------------------------------------------------------
+def segmentation_rows(payload: bytes | Path, width: int, height: int, annotations: list[dict],
+                      class_of, store_size: tuple[int, int]) -> tuple[dict[str, np.ndarray], str]:
+    """Image and class-map rows aligned pixel for pixel, and a note; DataError if unusable.
+
+    Annotations may refer to the stored pixels or to the EXIF-rotated view: the JSON's width ×
+    height tells which; the class map then follows the same rotation as the photo.
+    """
+    raw = open_raw(payload)
+    o = orientation(raw)
+    stored = raw.size
+    shown = (stored[1], stored[0]) if o in (5, 6, 7, 8) else stored
+    if stored == (width, height):
+        frame = "stored"
+    elif shown == (width, height):
+        frame = "shown"
+    else:
+        raise DataError(f"image is {stored[0]}×{stored[1]}, the annotations say {width}×{height}")
+    classmap, notes, drawn = rasterise_checked(annotations, height, width, class_of)
+    if drawn == 0:
+        raise DataError("no drawable annotation (" + ("; ".join(sorted(set(notes))) or "all categories left out") + ")")
+    rgb, note = to_rgb(raw)
+    label = Image.fromarray(classmap)
+    if frame == "stored" and o != 1:
+        label = transpose_like(label, o)
+    rows = {"images": np.asarray(fit_image(rgb, store_size), dtype=np.uint8),
+            "classmaps": np.asarray(fit_image(label, store_size, Image.Resampling.NEAREST), dtype=np.uint8)}
+    skipped = sum(1 for n in notes if n == "annotation without polygons")
+    extra = [f"{skipped} annotation(s) without polygons"] if skipped else []
+    extra += sorted({n for n in notes if n != "annotation without polygons"})
+    return rows, ";".join(x for x in [note, *extra] if x)
+
+
+# ----------------------------------------------------------------------------------------------
+# Image readers, opened once per worker process
+# ----------------------------------------------------------------------------------------------
+class LmdbReader:
+    """PaperDoll photos.lmdb: key = decimal photo id, value = the encoded image bytes."""
+
+    def __init__(self, path: str):
+        import lmdb
+
+        self.path = path
+        self.env = lmdb.open(str(path), readonly=True, lock=False, readahead=False, max_readers=512)
+
+    def read(self, key) -> bytes | None:
+        with self.env.begin(buffers=False) as txn:
+            return txn.get(str(key).encode("ascii"))
+
+    def close(self) -> None:
+        self.env.close()
+
+
+class ZipReader:
+    """Images read straight from a distributed zip (no extraction); `folder` is the member prefix."""
+
+    def __init__(self, path: str, folder: str):
+        self.path, self.folder = path, folder.strip("/")
+        try:
+            self.zf = zipfile.ZipFile(path)
+        except zipfile.BadZipFile as err:
+            raise DataError(f"{path} is not a readable zip ({err}); delete it and download it again") from None
+        self.names = set(self.zf.namelist())
+
+    def locate(self, file_name: str) -> str | None:
+        member = f"{self.folder}/{file_name}" if self.folder else file_name
+        return member if member in self.names else None
+
+    def read(self, file_name: str) -> bytes | None:
+        member = self.locate(file_name)
+        if member is None:
+            return None
+        try:
+            return self.zf.read(member)
+        except (zipfile.BadZipFile, EOFError, OSError) as err:  # CRC error, truncated member
+            raise DataError(f"broken zip member {member} ({err})") from None
+
+    def close(self) -> None:
+        self.zf.close()
+
+
+class FolderReader:
+    """Images from an already extracted folder: `<path>/<folder>/<file>` or `<path>/<file>`."""
+
+    def __init__(self, path: str, folder: str):
+        self.path, self.folder = Path(path), folder
+
+    def locate(self, file_name: str) -> str | None:
+        for candidate in (self.path / self.folder / file_name, self.path / file_name):
+            if candidate.is_file():
+                return str(candidate)
+        return None
+
+    def read(self, file_name: str) -> bytes | None:
+        found = self.locate(file_name)
+        return Path(found).read_bytes() if found else None
+
+    def close(self) -> None:
+        pass
+
+
+def image_reader(path: str, folder: str):
+    return FolderReader(path, folder) if Path(path).is_dir() else ZipReader(path, folder)
+
+
+# ----------------------------------------------------------------------------------------------
+# The store
+# ----------------------------------------------------------------------------------------------
+def write_segmentation_store(out_dir: Path, items: list[dict], work, open_context, classes: list[str],
+                             quarantine: list[dict], store_size: tuple[int, int], workers: int,
+                             dataset: str) -> dict:
+    """Run `work(ctx, item)` over items (in parallel, in order) and write manifest + store.
+
+    `work` returns `(rows, manifest_fields)` or `(None, reason)` for a quarantined item.
+    """
+    out_dir = Path(out_dir)
+    height, width = store_size
+    writer = StoreWriter(out_dir, len(items), {"images": (height, width, 3), "classmaps": (height, width)})
+    manifest_rows = []
+    try:
+        for slot, (item, (rows, info)) in enumerate(zip(items, ordered_map(work, items, open_context=open_context,
+                                                                          workers=workers))):
+            if rows is None:
+                quarantine.append({"source": item["source"], "reason": info})
+                continue
+            writer.put(slot, **rows)
+            manifest_rows.append(info)
+    except BaseException:
+        writer.abort()
+        raise
+    count = writer.finish()
+    manifest = pd.DataFrame(manifest_rows, columns=MANIFEST_COLUMNS[1:])
+    manifest.insert(0, "index", range(count))
+    write_tsv(manifest, out_dir / "manifest.tsv")
+    write_tsv(pd.DataFrame(quarantine, columns=["source", "reason"]), out_dir / "quarantine.tsv")
+    write_json({"task": "segmentation", "classes": classes}, out_dir / "classes.json")
+    summary = {"images": count, "quarantined": len(quarantine),
+               "splits": {k: int(v) for k, v in manifest["split"].value_counts().sort_index().items()}}
+    log.info("%s prepared: %s", dataset, summary)
+    if count == 0:
+        raise DataError(f"{dataset}: no usable labelled image; see {out_dir / 'quarantine.tsv'}")
+    return summary
