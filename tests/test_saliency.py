@@ -16,7 +16,7 @@ from PIL import Image
 
 from fashion_rembg.saliency import composite as comp
 from fashion_rembg.saliency.composite import FILLS, composite, write_composites
-from fashion_rembg.saliency.masks import compute_masks, write_masks
+from fashion_rembg.saliency.masks import MaskPredictor, compute_masks, write_masks
 from fashion_rembg.saliency.quality import mask_quality
 from fashion_rembg.saliency.sessions import open_session, registry_models
 
@@ -179,15 +179,19 @@ def test_compute_masks_rejects_bad_input(home):
         compute_masks(_images(1), None)
 
 
-def test_write_masks_streams_and_matches(home, tmp_path):
+def test_write_masks_shard_streams_and_matches(home, tmp_path):
     session, _ = open_session("tiny", home, custom_model_path=home / "tiny.onnx")
     imgs = _images(5, seed=3)
     np.save(tmp_path / "images.npy", imgs)
     out = tmp_path / "sal" / "masks.npy"
-    write_masks(tmp_path / "images.npy", out, session, chunk=2)
+    predictor = MaskPredictor(session, "u2net_custom", batch_size=2)
+    write_masks(tmp_path / "images.npy", out, predictor, start=1, stop=4)
     got = np.load(out)
-    np.testing.assert_array_equal(got, compute_masks(imgs, session))
+    assert got.shape == (3, 37, 29)
+    assert np.abs(got.astype(int) - compute_masks(imgs[1:4], session)).max() <= 1
     assert [p.name for p in out.parent.iterdir()] == ["masks.npy"]  # no tmp left
+    with pytest.raises(ValueError, match="outside"):
+        write_masks(tmp_path / "images.npy", out, predictor, start=4, stop=9)
 
 
 # ---------------------------------------------------------------- composites

@@ -1,4 +1,5 @@
 # Saliency masks with rembg (the study's independent variable) and rembg composites.
+# {sod} names a mask set (rembg model + mask options; fashion_rembg.saliency.registry).
 
 
 rule train_standin_sod:
@@ -25,34 +26,98 @@ rule train_standin_sod:
         "../scripts/train_standin_sod.py"
 
 
-rule saliency_masks:
-    """Soft masks (rembg only_mask) through an explicit rembg session, one per job."""
+rule fetch_rembg_weights:
+    """The only network access: a rembg registry model into the project-local model home, written
+    only once its checksum matches rembg's published md5/sha256 (birefnet-general-fp16: converted)."""
     input:
+        fetch_source,
+    output:
+        f"{MODEL_HOME}/{{rembg_model}}.onnx",
+    wildcard_constraints:
+        rembg_model=REMBG_MODEL_PATTERN,
+    params:
+        fetch=SALIENCY["fetch"],
+    localrule: True
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/fetch_rembg_weights/{rembg_model}.log",
+    script:
+        "../scripts/fetch_rembg_weights.py"
+
+
+checkpoint saliency_plan:
+    """Shards of the image store (its size is known only once it is prepared)."""
+    input:
+        "results/data/{dataset}/images.npy",
+    output:
+        "results/saliency/{dataset}/shards.json",
+    params:
+        shard_size=SALIENCY["shard_size"],
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/saliency_plan/{dataset}.log",
+    script:
+        "../scripts/saliency_plan.py"
+
+
+rule saliency_shard:
+    """Masks of one shard through one rembg session (batched, CUDA or CPU with `threads`)."""
+    input:
+        images="results/data/{dataset}/images.npy",
+        model=mask_model,
+    output:
+        masks=temp("results/saliency/{dataset}/{sod}/shards/{start}-{stop}.npy"),
+        info=temp("results/saliency/{dataset}/{sod}/shards/{start}-{stop}.json"),
+    wildcard_constraints:
+        sod=REMBG_SOD_PATTERN,
+        start=r"\d+",
+        stop=r"\d+",
+    params:
+        spec=mask_spec,
+        model_home=MODEL_HOME,
+        run=MASK_RUN,
+    threads: SALIENCY["threads"]
+    resources:
+        gpu=SALIENCY["gpu"],
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/saliency_shard/{dataset}/{sod}/{start}-{stop}.log",
+    benchmark:
+        "results/benchmarks/saliency_shard/{dataset}/{sod}/{start}-{stop}.tsv"
+    script:
+        "../scripts/saliency_shard.py"
+
+
+rule saliency_masks:
+    """Gather the shards into the mask set's masks.npy (uint8 soft alpha) and session.json."""
+    input:
+        shards=mask_shards(".npy"),
+        infos=mask_shards(".json"),
         images="results/data/{dataset}/images.npy",
         model=mask_model,
     output:
         masks="results/saliency/{dataset}/{sod}/masks.npy",
         session="results/saliency/{dataset}/{sod}/session.json",
+    wildcard_constraints:
+        sod=REMBG_SOD_PATTERN,
     params:
-        model_home=MODEL_HOME,
-        custom=custom_model_spec,
-        post_process=SALIENCY["post_process"],
-    threads: 2
+        spec=mask_spec,
     conda:
         CONDA_ENV
     log:
         "results/logs/saliency_masks/{dataset}/{sod}.log",
-    benchmark:
-        "results/benchmarks/saliency_masks/{dataset}/{sod}.tsv"
     script:
         "../scripts/saliency_masks.py"
 
 
 rule mask_quality:
-    """IoU / MAE / F-measure of rembg masks against the true foreground masks."""
+    """IoU / MAE / F-measure against true masks and/or garment recall against the class maps."""
     input:
+        unpack(quality_references),
         masks="results/saliency/{dataset}/{sod}/masks.npy",
-        truth="results/data/{dataset}/truth.npy",
     output:
         "results/saliency/{dataset}/{sod}/quality.json",
     conda:
@@ -61,6 +126,31 @@ rule mask_quality:
         "results/logs/mask_quality/{dataset}/{sod}.log",
     script:
         "../scripts/mask_quality.py"
+
+
+rule figure_mask_quality:
+    """Worst and best masks of a mask set (by IoU, or by garment recall without true masks)."""
+    input:
+        unpack(quality_references),
+        images="results/data/{dataset}/images.npy",
+        masks="results/saliency/{dataset}/{sod}/masks.npy",
+        quality="results/saliency/{dataset}/{sod}/quality.json",
+    output:
+        report(
+            "results/figures/mask_quality/{dataset}/{sod}.png",
+            caption="../report/mask_quality.rst",
+            category="Mask quality",
+            subcategory="{dataset}",
+            labels={"dataset": "{dataset}", "mask set": "{sod}"},
+        ),
+    params:
+        rows=SALIENCY["quality_examples"],
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/figure_mask_quality/{dataset}/{sod}.log",
+    script:
+        "../scripts/figure_mask_quality.py"
 
 
 rule composite:
@@ -76,3 +166,18 @@ rule composite:
         "results/logs/composite/{dataset}/{sod}/{fill}.log",
     script:
         "../scripts/composite.py"
+
+
+rule oracle_masks:
+    """The oracle variant's masks: the true foreground masks in the mask-set layout, so the
+    composite rule with sod = oracle builds oracle images exactly like rembg images."""
+    input:
+        "results/data/{dataset}/truth.npy",
+    output:
+        "results/saliency/{dataset}/oracle/masks.npy",
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/oracle_masks/{dataset}.log",
+    script:
+        "../scripts/oracle_masks.py"
