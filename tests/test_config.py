@@ -26,8 +26,9 @@ def test_shipped_configs_validate_and_expand(name):
     assert table, "no experiments"
     for exp_id, exp in table.items():
         assert exp["id"] == exp_id
-        assert exp["variant"] in {"original", "rembg"}
-        assert (exp["sod"] is None) == (exp["variant"] == "original")
+        assert exp["variant"] in {"original", "rembg", "oracle"}
+        assert (exp["sod"] is None) == (exp["variant"] != "rembg")
+        assert (exp["fill"] is None) == (exp["variant"] == "original")
 
 
 def test_schema_rejects_bad_value_naming_the_key():
@@ -36,7 +37,7 @@ def test_schema_rejects_bad_value_naming_the_key():
     with pytest.raises(Exception, match="purple"):
         validate(config, str(SCHEMA))
     config = load("config.yaml")
-    config["classification"]["training"]["epochs"] = 0
+    config["classification"]["grid"]["epochs"] = 0
     with pytest.raises(Exception, match="epochs|minimum"):
         validate(config, str(SCHEMA))
 
@@ -57,7 +58,9 @@ def test_fill_change_changes_only_rembg_ids():
     originals = {k for k, v in before.items() if v["variant"] == "original"}
     assert originals == {k for k, v in after.items() if v["variant"] == "original"}
     assert all(before[k] == after[k] for k in originals)
-    assert {k for k in before if k not in originals}.isdisjoint(after)
+    # Experiments on the default fill get new ids; one with its own fill keeps its id.
+    assert {k for k, v in before.items() if v["fill"] == config["saliency"]["fill"]}.isdisjoint(after)
+    assert {k for k, v in before.items() if v["fill"] not in (None, config["saliency"]["fill"])} <= set(after)
     assert all(v["fill"] == "white" for v in after.values() if v["variant"] == "rembg")
 
 

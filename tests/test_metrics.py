@@ -96,3 +96,15 @@ def test_segmentation_metrics_validates():
         segmentation_metrics(np.eye(3), ["a", "b"])
     with pytest.raises(ValueError, match="empty"):
         segmentation_metrics(np.zeros((2, 2)), ["a", "b"])
+
+
+def test_oracle_masks_are_the_true_masks(tmp_path):
+    from fashion_rembg.evaluation.oracle import write_oracle_masks
+
+    truth = (np.random.default_rng(0).random((3, 8, 6)) > 0.5).astype(np.uint8) * 255
+    np.save(tmp_path / "truth.npy", truth)
+    out = write_oracle_masks(tmp_path / "truth.npy", tmp_path / "oracle" / "masks.npy")
+    assert np.array_equal(np.load(out), truth) and sorted(p.name for p in out.parent.iterdir()) == ["masks.npy"]
+    np.save(tmp_path / "bad.npy", truth.astype(np.float32))
+    with pytest.raises(ValueError, match="bad.npy"):
+        write_oracle_masks(tmp_path / "bad.npy", tmp_path / "x.npy")

@@ -85,3 +85,144 @@ def test_segmenter_defaults_and_errors():
         build_segmenter("pspnet-x")
     with pytest.raises(ValueError, match="encoder"):
         build_segmenter("unet", "resnet_doesnotexist")
+
+
+# --------------------------------------------------------------------------- ImageNet init, tricks
+
+from fashion_rembg.errors import ConfigError, PipelineError  # noqa: E402
+from fashion_rembg.models import weights as weights_mod  # noqa: E402
+
+
+def _fake_imagenet_file(torch_home, arch, seed=0):
+    """A locally made weights file with torchvision's name and format (no download)."""
+    torch.manual_seed(seed)
+    model = torchvision.models.get_model(arch, weights=None, num_classes=1000)
+    path = weights_mod.weights_file(torch_home, arch)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path)
+    return model.state_dict(), path
+
+
+def test_static_weight_table_matches_torchvision_weights_api():
+    import os
+
+    for arch in torchvision.models.list_models(module=torchvision.models):
+        url = torchvision.models.get_model_weights(arch).DEFAULT.url
+        assert weights_mod.weights_url(arch) == url, arch
+        assert weights_mod.WEIGHT_FILES[arch] == os.path.basename(url)
+
+
+def test_imagenet_init_loads_local_file_through_weights_api(tmp_path):
+    state, path = _fake_imagenet_file(tmp_path, "resnet18")
+    assert path == tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    model = build_classifier("resnet18", 5, init="imagenet", torch_home=tmp_path)
+    own = model.state_dict()
+    assert torch.equal(own["conv1.weight"], state["conv1.weight"])
+    assert torch.equal(own["layer4.1.bn2.running_var"], state["layer4.1.bn2.running_var"])
+    assert own["fc.weight"].shape == (5, 512)  # new head
+    scratch = build_classifier("resnet18", 5)
+    assert not torch.equal(scratch.state_dict()["conv1.weight"], state["conv1.weight"])
+    # With a dropout wrapper the head moves (fc.1) but the body still loads.
+    wrapped = build_classifier("resnet18", 5, dropout=0.5, init="imagenet", torch_home=tmp_path)
+    assert isinstance(wrapped.fc, nn.Sequential) and wrapped.fc[0].p == 0.5
+    assert torch.equal(wrapped.state_dict()["conv1.weight"], state["conv1.weight"])
+
+
+def test_imagenet_init_picks_the_bn_twin_file_for_vgg(tmp_path):
+    with pytest.raises(PipelineError, match="vgg11_bn-6002323d.pth"):
+        build_classifier("vgg11", 4, batch_norm=True, init="imagenet", torch_home=tmp_path)
+    with pytest.raises(PipelineError, match="vgg11-8a719046.pth"):
+        build_classifier("vgg11", 4, batch_norm=False, init="imagenet", torch_home=tmp_path)
+    assert weights_mod.torchvision_arch({"task": "classification", "arch": "vgg16", "batch_norm": True}) == "vgg16_bn"
+    assert weights_mod.torchvision_arch({"task": "segmentation", "arch": "unet", "encoder": "resnet34"}) == "resnet34"
+
+
+def test_imagenet_init_vit_at_another_input_size(tmp_path):
+    # A small ViT (vit_b_16 is slow to build): interpolated position embeddings load at 64².
+    torch.manual_seed(0)
+    from torchvision.models.vision_transformer import VisionTransformer
+
+    from fashion_rembg.models.classifiers import load_pretrained
+
+    kw = dict(patch_size=16, num_layers=1, num_heads=2, hidden_dim=16, mlp_dim=32)
+    source = VisionTransformer(image_size=224, num_classes=1000, **kw).state_dict()
+    model = VisionTransformer(image_size=64, num_classes=3, **kw)
+    load_pretrained(model, source, "vit_tiny", 3, image_size=64)
+    assert model.encoder.pos_embedding.shape == (1, 17, 16)
+    assert torch.equal(model.state_dict()["conv_proj.weight"], source["conv_proj.weight"])
+
+
+def test_imagenet_init_missing_or_broken_file_is_a_clear_error(tmp_path):
+    with pytest.raises(PipelineError) as exc:
+        build_classifier("resnet18", 3, init="imagenet", torch_home=tmp_path / "th")
+    msg = str(exc.value)
+    assert str(tmp_path / "th" / "hub" / "checkpoints" / "resnet18-f37072fd.pth") in msg
+    assert "https://download.pytorch.org/models/resnet18-f37072fd.pth" in msg
+    path = weights_mod.weights_file(tmp_path, "resnet18")
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not a checkpoint")
+    with pytest.raises(PipelineError, match="cannot read ImageNet weights"):
+        build_classifier("resnet18", 3, init="imagenet", torch_home=tmp_path)
+    # A file of another architecture under the right name is refused, not half-loaded.
+    torch.save(torchvision.models.resnet34(num_classes=1000).state_dict(), path)
+    with pytest.raises(PipelineError, match="do not fit resnet18"):
+        build_classifier("resnet18", 3, init="imagenet", torch_home=tmp_path)
+    with pytest.raises(ConfigError, match="shallow_cnn"):
+        build_classifier("shallow_cnn", 3, init="imagenet", torch_home=tmp_path)
+
+
+def test_standin_weights_and_provide_weights(tmp_path):
+    target = tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    weights_mod.provide_weights(target, standin=True)
+    model = build_classifier("resnet18", 3, init="imagenet", torch_home=tmp_path)
+    assert torch.equal(model.state_dict()["conv1.weight"], torch.load(target)["conv1.weight"])
+    with pytest.raises(PipelineError, match="not a torchvision ImageNet weights file"):
+        weights_mod.provide_weights(tmp_path / "foo.pth", standin=True)
+
+
+def test_batch_norm_toggle_and_dropout_semantics(monkeypatch):
+    # ResNets always have BN: the switch does not apply; dropout goes before their head.
+    assert any(isinstance(m, nn.BatchNorm2d) for m in build_classifier("resnet18", 3, batch_norm=False).modules())
+    res = build_classifier("resnet18", 3, dropout=0.3).eval()
+    assert isinstance(res.fc[0], nn.Dropout) and res.fc[0].p == 0.3
+    assert res(torch.randn(1, 3, 32, 32)).shape == (1, 3)
+    assert build_classifier("shallow_cnn", 3, dropout=0.4).dropout.p == 0.4
+    # VGG (slow to build): the switch picks torchvision's *_bn twin, dropout is its own argument.
+    calls = []
+    monkeypatch.setattr(torchvision.models, "get_model", lambda name, **kw: calls.append((name, kw)) or nn.Identity())
+    build_classifier("vgg11", 3, batch_norm=True, dropout=0.2)
+    build_classifier("vgg16", 3, batch_norm=False)
+    build_classifier("vgg11_bn", 3, batch_norm=False)  # named twin: used as named
+    assert calls == [
+        ("vgg11_bn", {"weights": None, "num_classes": 3, "dropout": 0.2}),
+        ("vgg16", {"weights": None, "num_classes": 3}),
+        ("vgg11_bn", {"weights": None, "num_classes": 3}),
+    ]
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v3_large", "efficientnet_b0"])
+def test_more_torchvision_classifiers_forward(name):
+    model = build_classifier(name, 6, dropout=0.1).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 3, 64, 64)).shape == (1, 6)
+
+
+def test_segmenter_imagenet_encoder_from_local_file(tmp_path):
+    state, _ = _fake_imagenet_file(tmp_path, "resnet18")
+    model = build_segmenter("unet", "resnet18", 4, init="imagenet", torch_home=tmp_path)
+    assert torch.equal(model.encoder.state_dict()["layer1.0.conv1.weight"], state["layer1.0.conv1.weight"])
+    with pytest.raises(ConfigError, match="resnet"):
+        build_segmenter("unet", "mobilenet_v2", 4, init="imagenet", torch_home=tmp_path)
+
+
+def test_fetch_weights_offline_or_wrong_file_says_what_to_place(tmp_path, monkeypatch):
+    target = tmp_path / "hub" / "checkpoints" / "resnet18-f37072fd.pth"
+    monkeypatch.setattr(weights_mod, "TORCHVISION_BASE_URL", f"file://{tmp_path}/mirror/")
+    with pytest.raises(PipelineError) as exc:  # nothing at the URL (as offline)
+        weights_mod.provide_weights(target, standin=False)
+    assert f"place resnet18-f37072fd.pth at {target}" in str(exc.value) and not target.exists()
+    (tmp_path / "mirror").mkdir()
+    torch.save({"x": torch.zeros(1)}, tmp_path / "mirror" / "resnet18-f37072fd.pth")
+    with pytest.raises(PipelineError, match="could not download"):  # sha256 prefix does not match
+        weights_mod.provide_weights(target, standin=False)
+    assert not target.exists()

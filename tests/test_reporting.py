@@ -203,7 +203,7 @@ def test_rembg_conditions_compared_with_same_configuration_only(run_files, tmp_p
     isnet = _row(summary, sod="isnet")
     assert isnet["condition"] == "rembg (isnet, black)"
     assert isnet["delta"] == pytest.approx(0.51 - 0.62, abs=1e-12)
-    assert isnet["config_label"] == "resnet50 (lr=0.001)"
+    assert isnet["config_label"] == "resnet50"  # the usual lr is not spelled out
     assert _row(summary, id="fs14-resnet50-lr01")["config_label"] == "resnet50 (lr=0.01)"
 
 
@@ -375,3 +375,78 @@ def test_markdown_from_csv_round_trip(run_files, tmp_path):
     agg.write_tables(summary, None, tmp_path / "s.csv", tmp_path / "s.md")
     again = agg.summary_markdown(pd.read_csv(tmp_path / "s.csv"))
     assert again == (tmp_path / "s.md").read_text()
+
+
+# ------------------------------------------------------------------------ cross-condition
+
+
+def _cross_files(root: Path) -> list[Path]:
+    """resnet50 trained on original / rembg, each tested on both (known top-1 per seed)."""
+    # (trained on, tested on) → top1 for seeds 0, 1
+    table = {
+        ("original", "original"): [0.60, 0.64], ("original", "rembg"): [0.40, 0.42],
+        ("rembg", "rembg"): [0.65, 0.66], ("rembg", "original"): [0.50, 0.56],
+    }  # fmt: skip
+    files = []
+    for variant in ("original", "rembg"):
+        exp = _cls_exp("resnet50", variant)
+        for seed in (0, 1):
+            own = {"top1": table[(variant, variant)][seed], "top5": 1.0, "best_epoch": 2}
+            path = _write_run(root, exp, seed, own)
+            data = json.loads(path.read_text())
+            data["cross"] = [
+                {"key": test, "variant": test, "sod": "u2net" if test == "rembg" else None,
+                 "fill": "white" if test == "rembg" else None,
+                 "metrics": {"top1": table[(variant, test)][seed], "top5": 1.0, "confusion_matrix": [[1]]}}
+                for test in ([variant] + [t for t in ("original", "rembg") if t != variant])
+            ]  # fmt: skip
+            path.write_text(json.dumps(data))
+            files.append(path)
+    # A segmentation run written before cross-evaluation existed: its own condition only.
+    files.append(_write_run(root, _seg_exp("original"), 0, {"miou": 0.4, "best_epoch": 1}))
+    return files
+
+
+def test_cross_condition_table_markdown_and_figure(tmp_path):
+    files = _cross_files(tmp_path / "runs")
+    cross = agg.summarize_cross(agg.load_cross(list(reversed(files))))
+    cls = cross[cross["task"] == "classification"]
+    assert len(cls) == 4 and set(cls["n_seeds"]) == {2}
+    cell = cls[(cls["variant"] == "original") & (cls["test_variant"] == "rembg")].iloc[0]
+    assert cell["top1_mean"] == pytest.approx(0.41) and cell["top1_std"] == pytest.approx(statistics.stdev([0.40, 0.42]))
+    assert cell["test_condition"] == "rembg (u2net, white)" and not cell["in_condition"]
+    own = cls[cls["in_condition"].astype(bool)]
+    assert sorted(own["top1_mean"].round(3)) == [0.62, 0.655]
+    seg = cross[cross["task"] == "segmentation"]
+    assert len(seg) == 1 and bool(seg["in_condition"].iloc[0]) and seg["miou_mean"].iloc[0] == pytest.approx(0.4)
+
+    md = agg.cross_markdown(cross)
+    assert "## Train on X, test on Y" in md and "top-1 on rembg (u2net, white)" in md
+    assert "0.620 ± 0.028 *" in md and "0.530 ± 0.042" in md  # own condition starred, cross not
+
+    agg.write_cross(cross, tmp_path / "cross.csv")
+    again = pd.read_csv(tmp_path / "cross.csv")
+    assert list(again.columns) == list(cross.columns) and len(again) == len(cross)
+    out = plots.plot_cross_condition(again, tmp_path / "cross.png")
+    with Image.open(out) as img:
+        assert img.width > 300 and img.height > 150
+    plots.plot_cross_condition(again, tmp_path / "cross2.png")
+    assert (tmp_path / "cross.png").read_bytes() == (tmp_path / "cross2.png").read_bytes()  # deterministic
+
+
+def test_cross_condition_in_summary_markdown(tmp_path):
+    files = _cross_files(tmp_path / "runs")
+    summary = agg.summarize(agg.load_runs(files))
+    cross = agg.summarize_cross(agg.load_cross(files))
+    agg.write_tables(summary, None, tmp_path / "s.csv", tmp_path / "s.md", cross)
+    text = (tmp_path / "s.md").read_text()
+    assert text.index("## Classification") < text.index("## Train on X, test on Y")
+
+
+def test_load_cross_rejects_malformed_entries(tmp_path):
+    path = _write_run(tmp_path, _cls_exp("vgg16", "original"), 0, {"top1": 0.5})
+    data = json.loads(path.read_text())
+    data["cross"] = [{"metrics": {"top1": 0.5}}]
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="'cross' entry needs 'variant'"):
+        agg.load_cross([path])

@@ -1,4 +1,4 @@
-"""Training loops on tiny synthetic stores (CPU, one thread)."""
+"""Training and cross-condition evaluation on tiny synthetic stores (CPU, one thread)."""
 
 from __future__ import annotations
 
@@ -7,139 +7,30 @@ import json
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 
-from fashion_rembg.training.classification import train_classifier
+from fashion_rembg.training.classification import evaluate_classifier, train_classifier
 from fashion_rembg.training.common import (
     IMAGENET_MEAN,
     IMAGENET_STD,
     BatchFeeder,
-    augment_batch,
-    epoch_generator,
+    TrainConfig,
     load_store,
-    seed_everything,
     to_tensor_batch,
     write_json_atomic,
 )
-from fashion_rembg.training.segmentation import train_segmenter
+from fashion_rembg.training.segmentation import evaluate_segmenter, train_segmenter
+from training_helpers import (
+    CLS_EXPERIMENT,
+    SEG_EXPERIMENT,
+    make_classification_store,
+    make_segmentation_store,
+    own_condition,
+    train_and_evaluate_cls,
+)
 
 HISTORY_HEADER = ["epoch", "train_loss", "train_score", "val_loss", "val_score", "lr"]
-COLOURS = np.array([[220, 30, 30], [30, 200, 40], [40, 60, 230]], dtype=np.uint8)
-
-
-def _write_manifest(path: Path, splits: list[str], labels: list[int], names: list[str] | None) -> None:
-    rows = []
-    for i, (split, lab) in enumerate(zip(splits, labels)):
-        rows.append(
-            {
-                "index": i,
-                "id": f"img{i:04d}",
-                "source": f"raw/img{i:04d}.jpg",
-                "split": split,
-                "label": names[lab] if names else "",
-                "label_idx": lab,
-                "note": "",
-            }
-        )
-    pd.DataFrame(rows).to_csv(path, sep="\t", index=False)
-
-
-def make_classification_store(root: Path, per_split=(30, 10, 10), size=32, seed=0) -> Path:
-    """3 classes: a red / green / blue blob at a random place on a noisy grey background."""
-    rng = np.random.default_rng(seed)
-    names = ["red", "green", "blue"]
-    splits, labels, images = [], [], []
-    for split, n in zip(("train", "val", "test"), per_split):
-        for k in range(n * 3):
-            lab = k % 3
-            img = rng.integers(90, 160, size=(size, size, 3), dtype=np.uint8)
-            s = int(rng.integers(8, 14))
-            y0, x0 = rng.integers(0, size - s, size=2)
-            img[y0 : y0 + s, x0 : x0 + s] = COLOURS[lab]
-            images.append(img)
-            splits.append(split)
-            labels.append(lab)
-    d = root / "cls"
-    d.mkdir(parents=True)
-    np.save(d / "images.npy", np.stack(images))
-    _write_manifest(d / "manifest.tsv", splits, labels, names)
-    (d / "classes.json").write_text(json.dumps({"task": "classification", "classes": names}))
-    return d
-
-
-def make_segmentation_store(root: Path, per_split=(16, 4, 4), size=64, seed=0) -> Path:
-    """Background + 2 classes: a red and a blue rectangle per image, class map marks them."""
-    rng = np.random.default_rng(seed)
-    splits, images, maps = [], [], []
-    for split, n in zip(("train", "val", "test"), per_split):
-        for _ in range(n):
-            img = rng.integers(100, 150, size=(size, size, 3), dtype=np.uint8)
-            cm = np.zeros((size, size), dtype=np.uint8)
-            for cls, colour in ((1, COLOURS[0]), (2, COLOURS[2])):
-                h, w = rng.integers(12, 28, size=2)
-                y0, x0 = rng.integers(0, size - h), rng.integers(0, size - w)
-                img[y0 : y0 + h, x0 : x0 + w] = colour
-                cm[y0 : y0 + h, x0 : x0 + w] = cls
-            images.append(img)
-            maps.append(cm)
-            splits.append(split)
-    d = root / "seg"
-    d.mkdir(parents=True)
-    np.save(d / "images.npy", np.stack(images))
-    np.save(d / "classmaps.npy", np.stack(maps))
-    _write_manifest(d / "manifest.tsv", splits, [-1] * len(splits), None)
-    (d / "classes.json").write_text(json.dumps({"task": "segmentation", "classes": ["background", "top", "bag"]}))
-    return d
-
-
-CLS_EXPERIMENT = {
-    "id": "toy-shallow",
-    "task": "classification",
-    "dataset": "toy",
-    "arch": "shallow_cnn",
-    "variant": "original",
-    "sod": "none",
-    "fill": "none",
-    "epochs": 4,
-    "batch_size": 16,
-    "lr": 0.01,
-    "optimizer": "adamw",
-    "weight_decay": 0.0,
-    "augment": "flip",
-    "width": 8,
-    "blocks": 2,
-    "batch_norm": True,
-    "dropout": 0.0,
-}
-
-SEG_EXPERIMENT = {
-    "id": "toy-unet",
-    "task": "segmentation",
-    "dataset": "toyseg",
-    "arch": "unet",
-    "encoder": "resnet18",
-    "variant": "original",
-    "epochs": 3,
-    "batch_size": 2,
-    "lr": 0.001,
-    "optimizer": "adamw",
-    "weight_decay": 0.0,
-    "augment": "flip",
-}
-
-
-def _train_cls(store: Path, out: Path, seed: int, **overrides) -> dict:
-    return train_classifier(
-        images=store / "images.npy",
-        manifest=store / "manifest.tsv",
-        classes=store / "classes.json",
-        out_dir=out,
-        experiment={**CLS_EXPERIMENT, **overrides},
-        seed=seed,
-        threads=1,
-    )
 
 
 def _read_history(path: Path) -> list[dict]:
@@ -157,7 +48,7 @@ def cls_store(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def cls_run(cls_store, tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("run") / "seed-1"
-    return out, _train_cls(cls_store, out, seed=1)
+    return out, train_and_evaluate_cls(cls_store, out, seed=1)
 
 
 # --------------------------------------------------------------------------- common helpers
@@ -175,26 +66,6 @@ def test_to_tensor_batch_normalises_channels_first():
         to_tensor_batch(imgs.astype(np.float32))
 
 
-def test_flip_augmentation_is_per_sample_seeded_and_moves_maps_too():
-    imgs = torch.arange(16 * 2 * 3 * 3, dtype=torch.int64).remainder(256).to(torch.uint8).view(16, 2, 3, 3)
-    maps = torch.arange(16 * 2 * 3, dtype=torch.int64).remainder(256).to(torch.uint8).view(16, 2, 3)
-    a, am = augment_batch(imgs, maps, mode="flip", generator=epoch_generator(7, 1))
-    b, bm = augment_batch(imgs, maps, mode="flip", generator=epoch_generator(7, 1))
-    assert torch.equal(a, b) and torch.equal(am, bm)
-    flipped = [not torch.equal(a[i], imgs[i]) for i in range(16)]
-    assert 0 < sum(flipped) < 16  # per sample, not all-or-nothing
-    for i in range(16):
-        want = imgs[i].flip(1) if flipped[i] else imgs[i]  # W axis of (H, W, C)
-        want_map = maps[i].flip(1) if flipped[i] else maps[i]
-        assert torch.equal(a[i], want) and torch.equal(am[i], want_map)
-    c, _ = augment_batch(imgs, None, mode="flip", generator=epoch_generator(7, 2))
-    assert not torch.equal(a, c)  # another epoch, another draw
-    n, nm = augment_batch(imgs, maps, mode="none")
-    assert n is imgs and nm is maps
-    with pytest.raises(ValueError, match="augment"):
-        augment_batch(imgs, mode="rotate")
-
-
 def test_load_store_and_feeder(cls_store):
     store = load_store(cls_store)
     assert isinstance(store.images, np.memmap)
@@ -205,11 +76,17 @@ def test_load_store_and_feeder(cls_store):
     feeder = BatchFeeder(store.images, labels, rows, batch_size=7, device=torch.device("cpu"))
     seen = []
     for x, y, r in feeder.batches():
-        assert x.shape[1:] == (3, 32, 32)
+        assert x.shape[1:] == (3, 32, 32) and x.is_contiguous()
         assert torch.equal(y, torch.as_tensor(labels[r]))
         torch.testing.assert_close(x, to_tensor_batch(store.images[r]))
         seen.extend(r.tolist())
     assert sorted(seen) == sorted(rows.tolist())
+    # input_size resizes every batch; the prefetching path yields the same batches.
+    small = BatchFeeder(store.images, labels, rows, batch_size=7, device=torch.device("cpu"), input_size=(16, 24))
+    fetched = BatchFeeder(store.images, labels, rows, batch_size=7, device=torch.device("cpu"), prefetch=True)
+    assert all(x.shape[1:] == (3, 16, 24) for x, _, _ in small.batches())
+    for (xa, _, ra), (xb, _, rb) in zip(feeder.batches(), fetched.batches()):
+        assert torch.equal(xa, xb) and np.array_equal(ra, rb)
 
 
 def test_load_store_reports_bad_index(tmp_path, cls_store):
@@ -224,9 +101,16 @@ def test_load_store_reports_bad_index(tmp_path, cls_store):
 def test_write_json_atomic_sorted_and_stable(tmp_path):
     p = tmp_path / "sub" / "m.json"
     write_json_atomic(p, {"b": np.float32(0.5), "a": [np.int64(1)]})
-    text = p.read_text()
-    assert text == '{\n  "a": [\n    1\n  ],\n  "b": 0.5\n}\n'
+    assert p.read_text() == '{\n  "a": [\n    1\n  ],\n  "b": 0.5\n}\n'
     assert [f.name for f in p.parent.iterdir()] == ["m.json"]  # no temp files left behind
+
+
+def test_train_config_validates_axes():
+    cfg = TrainConfig.from_experiment({**CLS_EXPERIMENT, "input_size": [24, 16], "schedule": "step"}, 0)
+    assert cfg.input_size == (24, 16) and cfg.schedule == "step"
+    for key, bad in [("schedule", "linear"), ("augment", "mixup"), ("optimizer", "lbfgs"), ("label_smoothing", 1.5)]:
+        with pytest.raises(ValueError, match=key):
+            TrainConfig.from_experiment({**CLS_EXPERIMENT, key: bad}, 0)
 
 
 # --------------------------------------------------------------------------- classification
@@ -237,14 +121,19 @@ def test_classifier_learns_toy_task_and_writes_contract_files(cls_run):
     assert {p.name for p in out.iterdir()} == {"metrics.json", "history.csv", "model.pt", "predictions.npz"}
     on_disk = json.loads((out / "metrics.json").read_text())
     assert on_disk == result
-    assert set(on_disk) == {"experiment", "seed", "device", "classes", "metrics"}
+    assert set(on_disk) == {"experiment", "seed", "device", "classes", "metrics", "cross"}
     assert on_disk["experiment"] == CLS_EXPERIMENT and on_disk["seed"] == 1 and on_disk["device"] == "cpu"
     assert on_disk["classes"] == ["red", "green", "blue"]
     m = on_disk["metrics"]
-    assert set(m) == {"top1", "top5", "macro_f1", "per_class_recall", "confusion_matrix", "best_epoch"}
+    assert set(m) == {"top1", "top5", "macro_f1", "per_class_recall", "confusion_matrix", "best_epoch", "epochs_run"}
     assert m["top1"] > 0.8, m
     assert m["top5"] == 1.0  # k = min(5, 3) = 3 classes
     assert np.array(m["confusion_matrix"]).sum() == 30 and len(m["per_class_recall"]) == 3
+    assert m["epochs_run"] == 4
+    assert [c["key"] for c in on_disk["cross"]] == ["original"]
+    assert {k: v for k, v in on_disk["cross"][0]["metrics"].items()} == {
+        k: v for k, v in m.items() if k not in ("best_epoch", "epochs_run")
+    }
 
     hist = _read_history(out / "history.csv")
     assert [int(r["epoch"]) for r in hist] == [1, 2, 3, 4]
@@ -254,82 +143,108 @@ def test_classifier_learns_toy_task_and_writes_contract_files(cls_run):
     assert m["best_epoch"] == int(np.argmax(val)) + 1  # first epoch with the best val accuracy
 
     pred = np.load(out / "predictions.npz")
-    assert pred["logits"].shape == (30, 3) and pred["labels"].shape == (30,)
+    assert list(pred["conditions"]) == ["original"]
+    assert pred["logits_original"].shape == (30, 3) and pred["labels"].shape == (30,)
     assert set(pred["ids"].tolist()) == {f"img{i:04d}" for i in range(120, 150)}
-    top1 = (pred["logits"].argmax(1) == pred["labels"]).mean()
+    top1 = (pred["logits_original"].argmax(1) == pred["labels"]).mean()
     assert top1 == pytest.approx(m["top1"], abs=1e-6)
 
-    state = torch.load(out / "model.pt", weights_only=True)
-    assert any("running_mean" in k for k in state)  # batch_norm=True model, best weights
+    payload = torch.load(out / "model.pt", weights_only=True)
+    assert payload["best_epoch"] == m["best_epoch"] and payload["epochs_run"] == 4
+    assert any("running_mean" in k for k in payload["state_dict"])  # batch_norm=True model, best weights
 
 
 def test_classifier_same_seed_byte_identical_other_seed_differs(cls_store, cls_run, tmp_path):
     out1, _ = cls_run
-    _train_cls(cls_store, tmp_path / "again", seed=1)
+    train_and_evaluate_cls(cls_store, tmp_path / "again", seed=1)
     assert (tmp_path / "again" / "metrics.json").read_bytes() == (out1 / "metrics.json").read_bytes()
     assert (tmp_path / "again" / "history.csv").read_bytes() == (out1 / "history.csv").read_bytes()
-    _train_cls(cls_store, tmp_path / "other", seed=2)
+    assert (tmp_path / "again" / "predictions.npz").read_bytes() == (out1 / "predictions.npz").read_bytes()
+    train_and_evaluate_cls(cls_store, tmp_path / "other", seed=2)
     assert (tmp_path / "other" / "history.csv").read_bytes() != (out1 / "history.csv").read_bytes()
 
 
+def test_cross_condition_evaluation_tests_every_condition(cls_store, cls_run, tmp_path):
+    """A model trained on the original images, tested on them and on a washed-out copy."""
+    out, _ = cls_run
+    washed = tmp_path / "washed.npy"
+    images = np.load(cls_store / "images.npy")
+    np.save(washed, (images // 4 + 160).astype(np.uint8))  # colours nearly gone
+    conditions = own_condition(cls_store / "images.npy") + [
+        {"key": "rembg-x-white", "variant": "rembg", "sod": "x", "fill": "white", "images": str(washed)}
+    ]
+    result = evaluate_classifier(model=out / "model.pt", manifest=cls_store / "manifest.tsv",
+                                 classes=cls_store / "classes.json", conditions=conditions,
+                                 metrics_out=tmp_path / "m.json", predictions_out=tmp_path / "p.npz",
+                                 experiment=CLS_EXPERIMENT, seed=1)  # fmt: skip
+    own, other = result["cross"]
+    assert (own["variant"], other["variant"], other["sod"], other["fill"]) == ("original", "rembg", "x", "white")
+    assert result["metrics"]["top1"] == own["metrics"]["top1"] > other["metrics"]["top1"]
+    pred = np.load(tmp_path / "p.npz")
+    assert list(pred["conditions"]) == ["original", "rembg-x-white"]
+    assert pred["logits_rembg-x-white"].shape == pred["logits_original"].shape
+    bad = dict(conditions[1], images=str(tmp_path / "missing.npy"))
+    with pytest.raises(FileNotFoundError, match="missing.npy"):
+        evaluate_classifier(model=out / "model.pt", manifest=cls_store / "manifest.tsv",
+                            classes=cls_store / "classes.json", conditions=[conditions[0], bad],
+                            metrics_out=tmp_path / "m2.json", predictions_out=tmp_path / "p2.npz",
+                            experiment=CLS_EXPERIMENT, seed=1)  # fmt: skip
+    assert not (tmp_path / "m2.json").exists()
+
+
+def test_step_schedule_smoothing_dropout_input_size(cls_store, tmp_path):
+    exp = {"schedule": "step", "label_smoothing": 0.2, "input_size": [24, 24], "epochs": 6, "optimizer": "sgd",
+           "lr": 0.05, "dropout": 0.3, "augment": "crop_flip"}  # fmt: skip
+    result = train_and_evaluate_cls(cls_store, tmp_path, seed=0, **exp)
+    lrs = [float(r["lr"]) for r in _read_history(tmp_path / "history.csv")]
+    # ÷10 after 50 % (epoch 3) and 75 % (ceil 4.5 = 5) of the epochs.
+    assert lrs == pytest.approx([0.05, 0.05, 0.05, 0.005, 0.005, 0.0005])
+    assert result["metrics"]["top1"] > 0.5
+
+
+def test_early_stopping_keeps_best_epoch(cls_store, tmp_path):
+    # lr so small nothing improves after epoch 1 (ties do not count), so patience 2 stops after epoch 3.
+    result = train_and_evaluate_cls(cls_store, tmp_path, seed=0, lr=1e-9, early_stopping=2, epochs=8, augment="none",
+                                    batch_norm=False)  # BN statistics would move even at lr 0
+    payload = torch.load(tmp_path / "model.pt", weights_only=True)
+    assert payload["stopped_early"] and payload["best_epoch"] == 1 and payload["epochs_run"] == 3
+    assert len(_read_history(tmp_path / "history.csv")) == 3 and result["metrics"]["best_epoch"] == 1
+
+
 def test_classifier_rejects_bad_experiment(cls_store, tmp_path):
+    kwargs = dict(images=cls_store / "images.npy", manifest=cls_store / "manifest.tsv",
+                  classes=cls_store / "classes.json", model_out=tmp_path / "model.pt",
+                  history_out=tmp_path / "history.csv", seed=0)  # fmt: skip
     with pytest.raises(ValueError, match="missing key"):
-        exp = {k: v for k, v in CLS_EXPERIMENT.items() if k != "lr"}
-        train_classifier(
-            images=cls_store / "images.npy", manifest=cls_store / "manifest.tsv",
-            classes=cls_store / "classes.json", out_dir=tmp_path, experiment=exp, seed=0,
-        )  # fmt: skip
+        train_classifier(experiment={k: v for k, v in CLS_EXPERIMENT.items() if k != "lr"}, **kwargs)
     with pytest.raises(ValueError, match="optimizer"):
-        _train_cls(cls_store, tmp_path, seed=0, optimizer="lbfgs")
+        train_classifier(experiment={**CLS_EXPERIMENT, "optimizer": "lbfgs"}, **kwargs)
     with pytest.raises(ValueError, match="unknown classifier arch"):
-        _train_cls(cls_store, tmp_path, seed=0, arch="nope")
-    assert not (tmp_path / "metrics.json").exists()
+        train_classifier(experiment={**CLS_EXPERIMENT, "arch": "nope"}, **kwargs)
+    assert not (tmp_path / "model.pt").exists()
 
 
 # --------------------------------------------------------------------------- segmentation
 
 
-def test_segmenter_trains_and_writes_contract_files(tmp_path):
+def test_segmenter_trains_evaluates_and_writes_contract_files(tmp_path):
     store = make_segmentation_store(tmp_path)
     out = tmp_path / "run"
-    result = train_segmenter(
-        images=store / "images.npy",
-        classmaps=store / "classmaps.npy",
-        manifest=store / "manifest.tsv",
-        classes=store / "classes.json",
-        out_dir=out,
-        experiment=SEG_EXPERIMENT,
-        seed=0,
-        threads=1,
-    )
+    exp = {**SEG_EXPERIMENT, "augment": "crop_flip"}
+    train_segmenter(images=store / "images.npy", classmaps=store / "classmaps.npy", manifest=store / "manifest.tsv",
+                    classes=store / "classes.json", model_out=out / "model.pt", history_out=out / "history.csv",
+                    experiment=exp, seed=0)  # fmt: skip
+    result = evaluate_segmenter(model=out / "model.pt", classmaps=store / "classmaps.npy",
+                                manifest=store / "manifest.tsv", classes=store / "classes.json",
+                                conditions=own_condition(store / "images.npy"), metrics_out=out / "metrics.json",
+                                predictions_out=out / "predictions.npz", experiment=exp, seed=0)  # fmt: skip
     assert {p.name for p in out.iterdir()} == {"metrics.json", "history.csv", "model.pt", "predictions.npz"}
     pred = np.load(out / "predictions.npz")
-    assert pred["predictions"].dtype == np.uint8 and pred["predictions"].shape[0] == len(pred["ids"])
-    assert pred["predictions"].max() < 3
+    maps = pred["predictions_original"]
+    assert maps.dtype == np.uint8 and maps.shape == (4, 64, 64) and maps.max() < 3
     on_disk = json.loads((out / "metrics.json").read_text())
     assert on_disk == result and on_disk["classes"] == ["background", "top", "bag"]
     m = on_disk["metrics"]
-    assert set(m) == {"miou", "per_class_iou", "pixel_accuracy", "best_epoch"}
+    assert set(m) == {"miou", "per_class_iou", "pixel_accuracy", "best_epoch", "epochs_run"}
     assert set(m["per_class_iou"]) == {"background", "top", "bag"}
-    present = [v for v in m["per_class_iou"].values() if v is not None]
-    assert m["miou"] == pytest.approx(np.mean(present), abs=1e-5)
-
-    hist = _read_history(out / "history.csv")
-    assert len(hist) == 3
-    val = [float(r["val_score"]) for r in hist]
-    assert max(val[1:]) > val[0] + 0.1, val  # mIoU improves after epoch 1
-    assert m["miou"] > 0.5, m
-    assert m["best_epoch"] == int(np.argmax(val)) + 1
-    train_loss = [float(r["train_loss"]) for r in hist]
-    assert train_loss[-1] < train_loss[0]
-
-
-def test_segmenter_rejects_class_index_beyond_classes(tmp_path):
-    store = make_segmentation_store(tmp_path, per_split=(2, 1, 1))
-    (store / "classes.json").write_text(json.dumps({"task": "segmentation", "classes": ["background", "top"]}))
-    with pytest.raises(ValueError, match="index 2"):
-        train_segmenter(
-            images=store / "images.npy", classmaps=store / "classmaps.npy", manifest=store / "manifest.tsv",
-            classes=store / "classes.json", out_dir=tmp_path / "run", experiment=SEG_EXPERIMENT, seed=0,
-        )  # fmt: skip
-    assert not (tmp_path / "run" / "metrics.json").exists()
+    assert [c["key"] for c in on_disk["cross"]] == ["original"]

@@ -70,7 +70,8 @@ def test_fill_change_reruns_composites_training_aggregation_not_masks(workdir):
         assert jobs.get("composite") == 2
         assert jobs.get("train_classifier") == 2 and jobs.get("train_segmenter") == 1  # rembg runs only
         assert jobs.get("aggregate") == 1
-        for untouched in ["saliency_masks", "train_standin_sod", "prepare_fashionstyle14", "demo_data"]:
+        for untouched in ["saliency_masks", "saliency_shard", "saliency_plan", "train_standin_sod",
+                          "prepare_fashionstyle14", "demo_data"]:
             assert untouched not in jobs, jobs
         masks = workdir / "results" / "saliency" / "fashionstyle14" / "demo-sod" / "masks.npy"
         before = masks.stat().st_mtime_ns
@@ -81,6 +82,37 @@ def test_fill_change_reruns_composites_training_aggregation_not_masks(workdir):
         assert "Nothing to be done" in "".join(snakemake(workdir, "-n").stdout)
     finally:
         (workdir / "tiny.yaml").write_text(yaml.safe_dump(tiny_config()))
+
+
+def test_changed_experiment_reruns_only_itself_and_the_aggregates(workdir):
+    # Relative to whatever an earlier test left to do in this workdir.
+    before = planned_jobs(snakemake(workdir, "-n").stdout)
+    config = tiny_config()
+    # The rembg experiment gets one more epoch; the original one is untouched.
+    config["classification"]["exclude"] = [{"variant": "rembg"}]
+    config["classification"]["include"] = [{"variant": "rembg", "epochs": 3}]
+    (workdir / "tiny.yaml").write_text(yaml.safe_dump(config))
+    try:
+        jobs = planned_jobs(snakemake(workdir, "-n").stdout)
+        added = {rule: jobs.get(rule, 0) - before.get(rule, 0) for rule in set(jobs) | set(before)}
+        assert added["train_classifier"] == 2 and added["evaluate_classifier"] == 2  # its 2 seeds
+        assert jobs.get("aggregate") == 1 and jobs.get("figure_cross_condition") == 1
+        for untouched in ["train_segmenter", "evaluate_segmenter", "composite", "saliency_masks", "prepare_fashionstyle14"]:
+            assert added.get(untouched, 0) == 0, (added, jobs)
+    finally:
+        (workdir / "tiny.yaml").write_text(yaml.safe_dump(tiny_config()))
+
+
+def test_cross_condition_outputs(workdir):
+    cross = pd.read_csv(workdir / "results" / "tables" / "cross_condition.csv")
+    cls = cross[cross["task"] == "classification"]
+    # Each of the 2 training conditions tested on original and rembg: a full 2 × 2 matrix.
+    assert set(zip(cls["variant"], cls["test_variant"])) == {(a, b) for a in ("original", "rembg") for b in ("original", "rembg")}
+    assert "Train on X, test on Y" in (workdir / "results" / "tables" / "summary.md").read_text()
+    with Image.open(workdir / "results" / "figures" / "cross_condition.png") as img:
+        assert img.width > 300
+    run = next((workdir / "results" / "runs" / "classification").glob("*-original-*/seed-0"))
+    assert not (workdir / "results" / "checkpoints" / "classification" / run.parent.name / "seed-0").exists()
 
 
 def test_bad_config_value_fails_fast_naming_the_key(workdir, tmp_path):

@@ -16,10 +16,11 @@ def tiny_config():
     config["saliency"]["standin"]["epochs"] = 6
     config["datasets"]["fashionstyle14"]["store_size"] = [48, 32]
     config["datasets"]["modanet"]["store_size"] = [64, 64]
-    config["classification"]["architectures"] = ["shallow_cnn"]
-    config["classification"]["training"]["epochs"] = 2
+    config["classification"]["grid"].update(arch="shallow_cnn", epochs=2)
+    config["classification"]["include"] = []  # the demo's toy-size axis rows: covered by the demo itself
+    config["classification"]["test_on"] = ["original", "rembg"]
     config["segmentation"]["seeds"] = [0]
-    config["segmentation"]["training"].update(epochs=1, batch_size=4)
+    config["segmentation"]["grid"].update(epochs=1, batch_size=4)
     config["report"]["examples"] = 3
     return config
 

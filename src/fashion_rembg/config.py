@@ -1,73 +1,484 @@
 """Config → experiment table. One flat, fully specified dict per experiment.
 
-Rules receive these dicts as `params`, so Snakemake's params trigger reruns exactly the
-experiments whose values changed. Ids are readable and stable: they name the compared
-axes only; hyper-parameters shared by all experiments of a task live in the dict, not the id.
+Each task section declares a grid: every axis holds a value or a list of values, lists expand
+as a product; ``exclude`` rows drop combinations of the product, ``include`` rows add sub-grids
+(the grid with some axes replaced, optionally with their own ``seeds``).
+
+Rules receive the experiment dicts as ``params``. Ids are a readable prefix (dataset, arch,
+init, augmentation, image condition) plus a short hash of the whole spec. The hash makes ids
+depend on the experiment's own values only, never on the rest of the grid: adding an axis value
+or an include row leaves every existing id (and its results) untouched, changing one
+experiment's value gives it a new id (only its jobs and the aggregates run), and switching back
+finds the old results again.
+
+This module is imported while Snakemake builds the DAG: it must stay free of torch imports.
 """
 from __future__ import annotations
 
-from typing import Any
+import copy
+import hashlib
+import itertools
+import json
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
 
 from .errors import ConfigError
 
-TASK_DATASETS = {"classification": ("fashionstyle14",), "segmentation": ("modanet",)}
-VARIANTS = ("original", "rembg")
+TASKS = ("classification", "segmentation")
+TASK_DATASETS = {"classification": ("fashionstyle14",), "segmentation": ("modanet", "fashionpedia")}
+VARIANTS = ("original", "rembg", "oracle")
+INITS = ("scratch", "imagenet")
+# Names of fashion_rembg.training.augment.AUGMENTATIONS (kept here: no torch at DAG time).
+AUGMENTATIONS = ("none", "flip", "crop_flip", "color_jitter", "randaugment")
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("cosine", "step", "constant")
+SEGMENTERS = ("unet", "fpn", "deeplabv3plus")
+# Architectures whose batch norm can be switched on/off (VGG: torchvision's *_bn twin).
+BN_TOGGLE_ARCHS = ("shallow_cnn", "vgg11", "vgg13", "vgg16", "vgg19")
+ORACLE_SOD = "oracle"  # results/saliency/<dataset>/oracle/masks.npy = the true masks
+HASH_CHARS = 6
+_TOKEN = re.compile(r"[^A-Za-z0-9_]+")
 
 
-def _variant_fields(variant: str, saliency: dict) -> dict[str, Any]:
-    if variant == "rembg":
-        return {"variant": "rembg", "sod": saliency["model"], "fill": saliency["fill"]}
+# ----------------------------------------------------------------------------- axis types
+
+
+def _choice(options: tuple[str, ...]) -> Callable[[Any, str], str]:
+    def norm(value, where):
+        if value not in options:
+            raise ConfigError(f"{where}: {value!r} is not one of {', '.join(options)}")
+        return value
+
+    return norm
+
+
+def _name(value, where):
+    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_.\-]+", value):
+        raise ConfigError(f"{where}: expected a name (letters, digits, _ . -), got {value!r}")
+    return value
+
+
+def _opt_name(value, where):
+    return None if value is None else _name(value, where)
+
+
+def _int(minimum: int, maximum: int | None = None):
+    def norm(value, where):
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (
+            maximum is not None and value > maximum
+        ):
+            bounds = f">= {minimum}" if maximum is None else f"in [{minimum}, {maximum}]"
+            raise ConfigError(f"{where}: expected an integer {bounds}, got {value!r}")
+        return int(value)
+
+    return norm
+
+
+def _float(minimum: float, maximum: float, *, open_min: bool = False, optional: bool = False):
+    def norm(value, where):
+        if value is None and optional:
+            return None
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        ok = ok and (value > minimum if open_min else value >= minimum) and value <= maximum
+        if not ok:
+            raise ConfigError(f"{where}: expected a number in {'(' if open_min else '['}{minimum}, {maximum}], got {value!r}")
+        return float(value)
+
+    return norm
+
+
+def _bool(value, where):
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: expected true or false, got {value!r}")
+    return value
+
+
+def _size(value, where):
+    """null (the store size), a side (square) or [height, width]."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = [value, value]
+    if (
+        isinstance(value, (list, tuple))
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and 16 <= v <= 2048 for v in value)
+    ):
+        return [int(value[0]), int(value[1])]
+    raise ConfigError(f"{where}: expected null, a side in [16, 2048] or [height, width], got {value!r}")
+
+
+@dataclass(frozen=True)
+class Axis:
+    default: Any
+    norm: Callable[[Any, str], Any]
+
+
+COMMON_AXES = {
+    "init": Axis("scratch", _choice(INITS)),
+    "variant": Axis("original", _choice(VARIANTS)),
+    "sod": Axis(None, _opt_name),
+    "fill": Axis(None, _opt_name),
+    "augment": Axis("flip", _choice(AUGMENTATIONS)),
+    "optimizer": Axis("adamw", _choice(OPTIMIZERS)),
+    "lr": Axis(0.001, _float(0.0, 10.0, open_min=True)),
+    "schedule": Axis("cosine", _choice(SCHEDULES)),
+    "weight_decay": Axis(0.0001, _float(0.0, 1.0)),
+    "epochs": Axis(8, _int(1)),
+    "batch_size": Axis(32, _int(1)),
+    "input_size": Axis(None, _size),
+    "early_stopping": Axis(0, _int(0)),
+    "amp": Axis(True, _bool),
+}
+AXES: dict[str, dict[str, Axis]] = {
+    "classification": {
+        "arch": Axis("shallow_cnn", _name),
+        "width": Axis(32, _int(4, 1024)),
+        "blocks": Axis(3, _int(2, 4)),
+        "batch_norm": Axis(True, _bool),
+        "dropout": Axis(None, _float(0.0, 0.9, optional=True)),
+        "label_smoothing": Axis(0.0, _float(0.0, 0.5)),
+        **COMMON_AXES,
+    },
+    "segmentation": {
+        "arch": Axis("unet", _choice(SEGMENTERS)),
+        "encoder": Axis("resnet18", _name),
+        **COMMON_AXES,
+        "batch_size": Axis(8, _int(1)),
+    },
+}
+# Keys an include row may carry besides axes.
+ROW_KEYS = ("seeds",)
+
+
+# ----------------------------------------------------------------------------- expansion
+
+
+def _values(axis: str, value) -> list:
+    """A grid entry as a list of candidate values (input_size [h, w] is one value)."""
+    if axis == "input_size" and isinstance(value, list) and len(value) == 2 and all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        return [value]
+    if isinstance(value, list):
+        if not value:
+            raise ConfigError(f"grid axis {axis!r}: empty list (give at least one value)")
+        return value
+    return [value]
+
+
+def _check_keys(row: dict, task: str, where: str, extra: tuple[str, ...] = ()) -> None:
+    if not isinstance(row, dict):
+        raise ConfigError(f"{where}: expected a mapping of axis: value, got {row!r}")
+    unknown = sorted(set(row) - set(AXES[task]) - set(extra))
+    if unknown:
+        raise ConfigError(f"{where}: unknown axis {unknown}; {task} axes are {', '.join(AXES[task])}")
+
+
+def _product(grid: dict[str, Any], task: str) -> list[dict[str, Any]]:
+    axes = list(AXES[task])
+    return [dict(zip(axes, combo)) for combo in itertools.product(*(_values(a, grid[a]) for a in axes))]
+
+
+def _matches(combo: dict, row: dict, task: str, where: str) -> bool:
+    for axis, wanted in row.items():
+        norm = AXES[task][axis].norm
+        options = [norm(v, f"{where}.{axis}") for v in _values(axis, wanted)]
+        if norm(combo[axis], f"{where}.{axis}") not in options:
+            return False
+    return True
+
+
+def _torchvision_weights():
+    from .models.weights import weights_url  # light: a static table, no torch
+
+    return weights_url
+
+
+def _normalise(combo: dict, task: str, where: str, config: dict) -> dict[str, Any]:
+    """A raw grid combination → canonical spec (fields that do not apply become None)."""
+    spec = {axis: AXES[task][axis].norm(value, f"{where}.{axis}") for axis, value in combo.items()}
+    saliency = config["saliency"]
+    variant = spec["variant"]
     if variant == "original":
-        return {"variant": "original", "sod": None, "fill": None}
-    raise ConfigError(f"unknown variant {variant!r}; choose from {', '.join(VARIANTS)}")
+        spec["sod"] = spec["fill"] = None
+    else:
+        spec["sod"] = None if variant == "oracle" else (spec["sod"] or saliency["model"])
+        spec["fill"] = spec["fill"] or saliency["fill"]
+        _check_fill(spec["fill"], f"{where}.fill")
+        if spec["sod"] is not None:
+            _check_sod(config, spec["sod"], f"{where}.sod")
+    if task == "classification":
+        arch = spec["arch"]
+        if arch != "shallow_cnn":
+            spec["width"] = spec["blocks"] = None
+        if arch not in BN_TOGGLE_ARCHS:
+            spec["batch_norm"] = None
+        if spec["init"] == "imagenet":
+            tv_arch = f"{arch}_bn" if arch.startswith("vgg") and spec["batch_norm"] else arch
+            if _torchvision_weights()(tv_arch) is None:
+                raise ConfigError(
+                    f"{where}: arch {arch!r} has no torchvision ImageNet weights; use init: scratch for it "
+                    f"(e.g. an exclude row {{arch: {arch}, init: imagenet}})"
+                )
+    else:
+        if spec["init"] == "imagenet" and not spec["encoder"].startswith(("resnet", "resnext")):
+            raise ConfigError(
+                f"{where}: init: imagenet for segmentation loads torchvision weights into the encoder and "
+                f"supports resnet/resnext encoders only, got encoder {spec['encoder']!r}"
+            )
+        size = spec["input_size"]
+        if size is not None and (size[0] % 32 or size[1] % 32):
+            raise ConfigError(f"{where}.input_size: segmentation needs multiples of 32, got {size}")
+    return spec
+
+
+def _check_sod(config: dict, sod: str, where: str) -> None:
+    if sod == ORACLE_SOD:
+        raise ConfigError(f"{where}: 'oracle' is the true masks; use variant: oracle instead of sod: oracle")
+    try:
+        from .workflow_paths import sod_spec  # the saliency stage owns the mask-set names
+    except ImportError:  # pragma: no cover - saliency stage without a validator
+        return
+    try:
+        sod_spec(config, sod)
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
+
+
+def _check_fill(fill: str, where: str) -> None:
+    from .saliency.composite import FILLS  # numpy only
+
+    if fill not in FILLS:
+        raise ConfigError(f"{where}: unknown fill {fill!r}; choose from {', '.join(FILLS)}")
+
+
+def _token(value) -> str:
+    return _TOKEN.sub("_", str(value)).strip("_") or "x"
+
+
+def condition_key(variant: str, sod: str | None = None, fill: str | None = None) -> str:
+    """File-name-safe name of an image condition: original, rembg-<sod>-<fill>, oracle-<fill>."""
+    if variant == "original":
+        return "original"
+    if variant == "oracle":
+        return f"oracle-{_token(fill)}"
+    return f"rembg-{_token(sod)}-{_token(fill)}"
+
+
+def spec_hash(exp: dict[str, Any]) -> str:
+    canonical = json.dumps({k: v for k, v in exp.items() if k != "id"}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha1(canonical.encode()).hexdigest()[:HASH_CHARS]
 
 
 def experiment_id(exp: dict[str, Any]) -> str:
     parts = [exp["dataset"], exp["arch"]]
+    if exp.get("blocks") is not None:  # shallow_cnn shape
+        parts.append(f"w{exp['width']}b{exp['blocks']}")
     if exp["task"] == "segmentation":
         parts.append(exp["encoder"])
-    parts.append(exp["variant"])
-    if exp["variant"] == "rembg":
-        parts += [exp["sod"], exp["fill"]]
-    return "-".join(str(p) for p in parts)
+    if exp.get("batch_norm") is not None:
+        parts.append("bn" if exp["batch_norm"] else "nobn")
+    parts = [_token(p) for p in parts + [exp["init"], exp["augment"]]]
+    parts += [condition_key(exp["variant"], exp["sod"], exp["fill"]), spec_hash(exp)]
+    return "-".join(parts)
+
+
+def _seeds(value, where: str) -> list[int]:
+    if not isinstance(value, list) or not value or any(
+        isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in value
+    ):
+        raise ConfigError(f"{where}: expected a non-empty list of integers >= 0, got {value!r}")
+    if len(set(value)) != len(value):
+        raise ConfigError(f"{where}: repeated seeds in {value}")
+    return list(value)
+
+
+def _section(config: dict, task: str) -> dict | None:
+    section = config.get(task) or {}
+    if not section.get("enabled", True):
+        return None
+    dataset = section.get("dataset", TASK_DATASETS[task][0])
+    if dataset not in TASK_DATASETS[task]:
+        raise ConfigError(f"{task}.dataset: {dataset!r} is not a {task} dataset; choose from {TASK_DATASETS[task]}")
+    return section
+
+
+_CACHE: dict[str, list] = {}
+
+
+def expand_task(config: dict, task: str) -> list[tuple[dict[str, Any], list[int]]]:
+    """``(experiment, seeds)`` of one task, in config order, duplicates merged."""
+    # Snakefile helpers ask several times while the DAG is built; expand once per config.
+    key = json.dumps([task, config.get(task), config.get("saliency"), config.get("datasets")], sort_keys=True,
+                     default=str)  # fmt: skip
+    if key not in _CACHE:
+        _CACHE[key] = _expand_task(config, task)
+    return copy.deepcopy(_CACHE[key])
+
+
+def _expand_task(config: dict, task: str) -> list[tuple[dict[str, Any], list[int]]]:
+    section = _section(config, task)
+    if section is None:
+        return []
+    dataset = section.get("dataset", TASK_DATASETS[task][0])
+    grid_cfg = section.get("grid") or {}
+    _check_keys(grid_cfg, task, f"{task}.grid")
+    grid = {axis: spec.default for axis, spec in AXES[task].items()} | grid_cfg
+    seeds = _seeds(section.get("seeds", [0, 1, 2]), f"{task}.seeds")
+
+    excludes = section.get("exclude") or []
+    for i, row in enumerate(excludes):
+        _check_keys(row, task, f"{task}.exclude[{i}]")
+    sources: list[tuple[str, dict, list[int]]] = []
+    for combo in _product(grid, task):
+        if not any(_matches(combo, row, task, f"{task}.exclude[{i}]") for i, row in enumerate(excludes)):
+            sources.append((f"{task}.grid", combo, seeds))
+    for i, row in enumerate(section.get("include") or []):
+        where = f"{task}.include[{i}]"
+        _check_keys(row, task, where, ROW_KEYS)
+        row_seeds = _seeds(row["seeds"], f"{where}.seeds") if "seeds" in row else seeds
+        sub = grid | {k: v for k, v in row.items() if k not in ROW_KEYS}
+        sources += [(where, combo, row_seeds) for combo in _product(sub, task)]
+
+    merged: dict[str, tuple[dict, list[int]]] = {}
+    for where, combo, combo_seeds in sources:
+        exp = {"task": task, "dataset": dataset, **_normalise(combo, task, where, config)}
+        if exp["variant"] == "oracle":
+            truth = (config.get("datasets") or {}).get(dataset, {}).get("truth")
+            if not truth:
+                raise ConfigError(
+                    f"{where}: variant oracle needs true foreground masks (datasets.{dataset}.truth), "
+                    f"which {dataset} does not have here; drop oracle from {where}.variant"
+                )
+        exp["id"] = experiment_id(exp)
+        if exp["id"] in merged:
+            if merged[exp["id"]][0] != exp:
+                raise ConfigError(f"{task}: two experiments share the id {exp['id']!r}; change one value")
+            known = merged[exp["id"]][1]
+            known += [s for s in combo_seeds if s not in known]
+        else:
+            merged[exp["id"]] = (exp, list(combo_seeds))
+    if not merged and (section.get("grid") is not None or section.get("include")):
+        raise ConfigError(f"{task}: the grid, exclude and include rows leave no experiment; set enabled: false instead")
+    return list(merged.values())
 
 
 def task_experiments(config: dict, task: str) -> list[dict[str, Any]]:
-    section = config.get(task) or {}
-    if not section.get("enabled", True):
-        return []
-    dataset = section["dataset"]
-    if dataset not in TASK_DATASETS[task]:
-        raise ConfigError(
-            f"{task}.dataset: {dataset!r} is not a {task} dataset; choose from {TASK_DATASETS[task]}"
-        )
-    experiments = []
-    for arch in section["architectures"]:
-        for variant in section["variants"]:
-            exp = {"task": task, "dataset": dataset, "arch": arch}
-            if task == "segmentation":
-                exp["encoder"] = section["encoder"]
-            exp.update(_variant_fields(variant, config["saliency"]))
-            exp.update(section["training"])
-            if task == "classification":
-                exp.update(section["model"])
-            exp["id"] = experiment_id(exp)
-            experiments.append(exp)
-    ids = [e["id"] for e in experiments]
-    duplicates = sorted({i for i in ids if ids.count(i) > 1})
-    if duplicates:
-        raise ConfigError(f"{task}: duplicate experiments {duplicates}; remove repeated list entries")
-    return experiments
+    return [exp for exp, _ in expand_task(config, task)]
 
 
 def experiment_table(config: dict) -> dict[str, dict[str, Any]]:
     """All experiments of all enabled tasks, keyed by id."""
-    table: dict[str, dict[str, Any]] = {}
-    for task in TASK_DATASETS:
-        for exp in task_experiments(config, task):
-            table[exp["id"]] = exp
-    return table
+    return {exp["id"]: exp for task in TASKS for exp in task_experiments(config, task)}
+
+
+def experiment_runs(config: dict) -> list[tuple[str, str, int]]:
+    """Every training job: ``(task, experiment id, seed)``."""
+    return [(task, exp["id"], seed) for task in TASKS for exp, seeds in expand_task(config, task) for seed in seeds]
 
 
 def seeds(config: dict, task: str) -> list[int]:
+    """The task's default seeds (include rows may set their own: see :func:`experiment_runs`)."""
     return list(config[task]["seeds"])
+
+
+# ----------------------------------------------------------------------------- conditions and files
+
+
+def condition(variant: str, sod: str | None = None, fill: str | None = None) -> dict[str, Any]:
+    return {"variant": variant, "sod": sod, "fill": fill, "key": condition_key(variant, sod, fill)}
+
+
+def evaluation_conditions(config: dict, exp: dict[str, Any]) -> list[dict[str, Any]]:
+    """Test sets a model is evaluated on: its own condition first, then the task's ``test_on``
+    (``rembg`` / ``oracle`` use saliency.model / saliency.fill)."""
+    own = condition(exp["variant"], exp["sod"], exp["fill"])
+    out = [own]
+    saliency = config["saliency"]
+    truth = (config.get("datasets") or {}).get(exp["dataset"], {}).get("truth")
+    for name in (config.get(exp["task"]) or {}).get("test_on", ["original", "rembg"]):
+        if name == "original":
+            cond = condition("original")
+        elif name == "rembg":
+            cond = condition("rembg", saliency["model"], saliency["fill"])
+        elif name == "oracle":
+            if not truth:
+                raise ConfigError(
+                    f"{exp['task']}.test_on: oracle needs true foreground masks (datasets.{exp['dataset']}.truth)"
+                )
+            cond = condition("oracle", None, saliency["fill"])
+        else:
+            raise ConfigError(f"{exp['task']}.test_on: {name!r} is not one of {', '.join(VARIANTS)}")
+        if cond["key"] not in {c["key"] for c in out}:
+            out.append(cond)
+    return out
+
+
+def condition_images(dataset: str, cond: dict[str, Any]) -> str:
+    """The image store of a condition (original store, rembg or oracle composite)."""
+    if cond["variant"] == "original":
+        return f"results/data/{dataset}/images.npy"
+    sod = ORACLE_SOD if cond["variant"] == "oracle" else cond["sod"]
+    return f"results/rembg/{dataset}/{sod}/{cond['fill']}/images.npy"
+
+
+def pretrained_file(config: dict, exp: dict[str, Any]) -> str | None:
+    """The torchvision weights file an ``init: imagenet`` experiment loads (None for scratch)."""
+    if exp.get("init") != "imagenet":
+        return None
+    from .models.weights import torchvision_arch, weights_file
+
+    return str(weights_file(config["compute"]["torch_home"], torchvision_arch(exp)))
+
+
+def pretrained_files(config: dict) -> list[str]:
+    """Every weights file the configured experiments load."""
+    return sorted({p for exp in experiment_table(config).values() if (p := pretrained_file(config, exp))})
+
+
+def missing_pretrained(config: dict) -> list[str]:
+    """What to place where for ImageNet-initialised experiments whose weights are absent."""
+    from pathlib import Path
+
+    from .models.weights import torchvision_arch, weights_url
+
+    if (config.get("compute") or {}).get("pretrained_standin"):
+        return []
+    problems = {}
+    for exp in experiment_table(config).values():
+        path = pretrained_file(config, exp)
+        if path and not Path(path).is_file():
+            arch = torchvision_arch(exp)
+            problems[path] = (
+                f"ImageNet weights for {arch} not in compute.torch_home yet: rule fetch_torchvision_weights will "
+                f"download {weights_url(arch)} into {path}; without network, place that file there yourself"
+            )
+    return list(problems.values())
+
+
+def standin_weights(config: dict) -> dict[str, str]:
+    """``{weights file: torchvision arch}`` the demo writes as stand-ins (compute.pretrained_standin)."""
+    from .models.weights import torchvision_arch
+
+    if not (config.get("compute") or {}).get("pretrained_standin"):
+        return {}
+    if not (config.get("demo") or {}).get("enabled"):
+        raise ConfigError(
+            "compute.pretrained_standin writes fake ImageNet weights and is for the demo only (demo.enabled: true); "
+            "set it to false and place the real files under compute.torch_home"
+        )
+    out = {}
+    for exp in experiment_table(config).values():
+        path = pretrained_file(config, exp)
+        if path:
+            out[path] = torchvision_arch(exp)
+    return out
+
+
+def file_pattern(paths) -> str:
+    """Wildcard constraint matching exactly the base names of ``paths``."""
+    from pathlib import Path
+
+    return "|".join(re.escape(Path(p).name) for p in paths) or "NO_FILE"

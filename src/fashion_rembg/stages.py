@@ -19,8 +19,10 @@ def regenerate_demo(out_dir, **settings) -> dict:
     return generate_demo(out_dir, **settings)
 
 
-def aggregate_to_tables(metric_files, quality_files, csv_path, md_path) -> None:
-    from .reporting.aggregate import load_quality, load_runs, summarize, write_tables
+def aggregate_to_tables(metric_files, quality_files, csv_path, md_path, cross_csv=None) -> None:
+    from .reporting.aggregate import (
+        load_cross, load_quality, load_runs, summarize, summarize_cross, write_cross, write_tables,
+    )
 
     runs = load_runs([Path(p) for p in metric_files])
     quality = None
@@ -28,7 +30,10 @@ def aggregate_to_tables(metric_files, quality_files, csv_path, md_path) -> None:
         # results/saliency/<dataset>/<sod>/quality.json
         keys = [(Path(p).parent.parent.name, Path(p).parent.name) for p in quality_files]
         quality = load_quality([Path(p) for p in quality_files], keys)
-    write_tables(summarize(runs), quality, Path(csv_path), Path(md_path))
+    cross = summarize_cross(load_cross([Path(p) for p in metric_files])) if cross_csv else None
+    write_tables(summarize(runs), quality, Path(csv_path), Path(md_path), cross)
+    if cross is not None:
+        write_cross(cross, Path(cross_csv))
 
 
 def run_label(history_path) -> str:

@@ -4,12 +4,30 @@ import sys
 
 from snakemake.utils import validate
 
-from fashion_rembg.config import experiment_table, seeds
+from fashion_rembg.config import (
+    condition_images,
+    experiment_runs,
+    experiment_table,
+    file_pattern,
+    missing_pretrained,
+    pretrained_file,
+    pretrained_files,
+    standin_weights,
+    evaluation_conditions,
+)
 from fashion_rembg.errors import PipelineError
 from fashion_rembg.workflow_paths import (
+    REMBG_SOD_PATTERN,
     check_sources,
+    fetch_inputs,
+    mask_run_settings,
+    quality_inputs,
+    rembg_model_pattern,
+    shard_paths,
     sod_model_path,
+    sod_spec,
     standin_models,
+    validate_saliency,
 )
 
 
@@ -17,8 +35,13 @@ validate(config, schema="../schemas/config.schema.yaml")
 
 try:
     EXPERIMENTS = experiment_table(config)
+    RUNS = experiment_runs(config)
+    STANDIN_WEIGHTS = standin_weights(config)
+    # Only missing weights get a fetch job: a file placed by hand is a source, never re-fetched.
+    FETCH_WEIGHTS = [p for p in pretrained_files(config) if p not in STANDIN_WEIGHTS and not os.path.isfile(p)]
     STANDIN_MODELS = standin_models(config)
-    for _problem in check_sources(config):
+    SOD_SPECS = validate_saliency(config)
+    for _problem in check_sources(config) + missing_pretrained(config):
         print(f"fashion-rembg: {_problem}", file=sys.stderr)
 except PipelineError as err:
     raise WorkflowError(f"fashion-rembg configuration: {err}")
@@ -28,13 +51,16 @@ CONDA_ENV = "../../envs/fashion-rembg.yaml"
 DEMO_DIR = config["demo"]["out_dir"]
 MODEL_HOME = config["saliency"]["model_home"]
 SALIENCY = config["saliency"]
+MASK_RUN = mask_run_settings(config)
+REMBG_MODEL_PATTERN = rembg_model_pattern()
 COMPUTE = config["compute"]
+TORCH_HOME = COMPUTE["torch_home"]
 DATASET_CONFIG = config["datasets"]
 TASKS = [task for task in ("classification", "segmentation") if config[task].get("enabled", True)]
 
 
 wildcard_constraints:
-    dataset="fashionstyle14|modanet",
+    dataset="fashionstyle14|modanet|fashionpedia",
     exp="|".join(EXPERIMENTS) or "NO_EXPERIMENT",
     seed=r"\d+",
     sod=r"[A-Za-z0-9_.\-]+",
@@ -46,11 +72,25 @@ def experiment(wildcards):
 
 
 def run_images(wildcards):
-    """The image store an experiment trains and tests on: original or rembg composite."""
+    """The image store an experiment trains on: original, rembg or oracle composite."""
     exp = EXPERIMENTS[wildcards.exp]
-    if exp["variant"] == "rembg":
-        return f"results/rembg/{exp['dataset']}/{exp['sod']}/{exp['fill']}/images.npy"
-    return f"results/data/{exp['dataset']}/images.npy"
+    return condition_images(exp["dataset"], exp)
+
+
+def run_conditions(wildcards):
+    """Test conditions of a run (its own first), each with its image store."""
+    exp = EXPERIMENTS[wildcards.exp]
+    return [dict(c, images=condition_images(exp["dataset"], c)) for c in evaluation_conditions(config, exp)]
+
+
+def test_images(wildcards):
+    return [c["images"] for c in run_conditions(wildcards)]
+
+
+def pretrained_input(wildcards):
+    """ImageNet weights file of an init: imagenet experiment (none for scratch)."""
+    path = pretrained_file(config, EXPERIMENTS[wildcards.exp])
+    return [path] if path else []
 
 
 def run_dataset_file(name):
@@ -64,14 +104,31 @@ def mask_model(wildcards):
     return sod_model_path(config, wildcards.sod)
 
 
-def fs14_split_csvs(wildcards):
-    root = DATASET_CONFIG["fashionstyle14"]["root"]
-    val = "valid.csv" if os.path.isfile(f"{root}/valid.csv") and not os.path.isfile(f"{root}/val.csv") else "val.csv"
-    return [f"{root}/train.csv", f"{root}/{val}", f"{root}/test.csv"]
+def mask_spec(wildcards):
+    return sod_spec(config, wildcards.sod)
 
 
-def custom_model_spec(wildcards):
-    return SALIENCY["custom_models"].get(wildcards.sod)
+def mask_shards(ext):
+    def shards(wildcards):
+        plan = checkpoints.saliency_plan.get(dataset=wildcards.dataset).output[0]
+        return shard_paths(plan, wildcards.dataset, wildcards.sod, ext)
+
+    return shards
+
+
+def quality_references(wildcards):
+    return quality_inputs(config, wildcards.dataset)
+
+
+def fetch_source(wildcards):
+    return fetch_inputs(config, wildcards.rembg_model)
+
+
+def mask_quality_figures():
+    """Worst/best-mask figures for every measured mask set (true masks or garment class maps)."""
+    pairs = {tuple(p.split("/")[2:4]) for p in quality_files()}
+    pairs |= {(config[t]["dataset"], SALIENCY["model"]) for t in TASKS if quality_inputs(config, config[t]["dataset"])}
+    return sorted(f"results/figures/mask_quality/{d}/{s}.png" for d, s in pairs)
 
 
 def store_size(wildcards):
@@ -87,12 +144,7 @@ def demo_marker_if_truth(wildcards):
 
 
 def task_runs(task, filename):
-    return [
-        f"results/runs/{task}/{exp_id}/seed-{seed}/{filename}"
-        for exp_id, exp in EXPERIMENTS.items()
-        if exp["task"] == task
-        for seed in seeds(config, task)
-    ]
+    return [f"results/runs/{t}/{exp_id}/seed-{seed}/{filename}" for t, exp_id, seed in RUNS if t == task]
 
 
 def all_runs(filename):
@@ -118,5 +170,7 @@ def final_outputs():
         "results/figures/variant_bars.png",
         "results/figures/learning_curves.png",
         "results/figures/examples.png",
+        "results/tables/cross_condition.csv",
+        "results/figures/cross_condition.png",
     ]
-    return outputs + quality_files()
+    return outputs + quality_files() + mask_quality_figures()

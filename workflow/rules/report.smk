@@ -18,6 +18,12 @@ rule aggregate:
             category="Tables",
             labels={"table": "summary (Markdown)"},
         ),
+        cross=report(
+            "results/tables/cross_condition.csv",
+            caption="../report/cross_condition.rst",
+            category="Tables",
+            labels={"table": "train on X, test on Y (CSV)"},
+        ),
     conda:
         CONDA_ENV
     log:
@@ -46,7 +52,9 @@ rule figure_variant_bars:
 
 rule figure_learning_curves:
     input:
-        all_runs("history.csv"),
+        histories=all_runs("history.csv"),
+        # The curves are grouped by the experiment recorded next to each history file.
+        metrics=all_runs("metrics.json"),
     output:
         report(
             "results/figures/learning_curves.png",
@@ -60,6 +68,24 @@ rule figure_learning_curves:
         "results/logs/figure_learning_curves.log",
     script:
         "../scripts/figure_learning_curves.py"
+
+
+rule figure_cross_condition:
+    input:
+        "results/tables/cross_condition.csv",
+    output:
+        report(
+            "results/figures/cross_condition.png",
+            caption="../report/cross_condition.rst",
+            category="Figures",
+            labels={"figure": "train on X, test on Y"},
+        ),
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/figure_cross_condition.log",
+    script:
+        "../scripts/figure_cross_condition.py"
 
 
 rule figure_examples:

@@ -1,24 +1,27 @@
-# Segmentation: one job per (experiment, seed).
+# Segmentation: one training job and one evaluation job per (experiment, seed).
 
 
 rule train_segmenter:
+    """Train one (experiment, seed); resumes from results/checkpoints/ after a crash or kill."""
     input:
         images=run_images,
         classmaps=run_dataset_file("classmaps.npy"),
         manifest=run_dataset_file("manifest.tsv"),
         classes=run_dataset_file("classes.json"),
+        pretrained=pretrained_input,
     output:
-        metrics="results/runs/segmentation/{exp}/seed-{seed}/metrics.json",
-        history="results/runs/segmentation/{exp}/seed-{seed}/history.csv",
         model="results/runs/segmentation/{exp}/seed-{seed}/model.pt",
-        predictions="results/runs/segmentation/{exp}/seed-{seed}/predictions.npz",
+        history="results/runs/segmentation/{exp}/seed-{seed}/history.csv",
     params:
         experiment=experiment,
+        # Not an output: Snakemake must not delete it when the job fails.
+        checkpoint="results/checkpoints/segmentation/{exp}/seed-{seed}",
+        torch_home=TORCH_HOME,
     threads: COMPUTE["threads_per_job"]
     resources:
         gpu=COMPUTE["gpu"],
-        mem_mb=8000,
-        runtime=480,
+        mem_mb=COMPUTE["mem_mb"],
+        runtime=COMPUTE["runtime"],
     conda:
         CONDA_ENV
     log:
@@ -27,3 +30,32 @@ rule train_segmenter:
         "results/benchmarks/train_segmenter/{exp}/seed-{seed}.tsv"
     script:
         "../scripts/train_segmenter.py"
+
+
+rule evaluate_segmenter:
+    """Test one trained segmenter on its own condition and on every test_on condition."""
+    input:
+        model="results/runs/segmentation/{exp}/seed-{seed}/model.pt",
+        classmaps=run_dataset_file("classmaps.npy"),
+        manifest=run_dataset_file("manifest.tsv"),
+        classes=run_dataset_file("classes.json"),
+        images=test_images,
+    output:
+        metrics="results/runs/segmentation/{exp}/seed-{seed}/metrics.json",
+        predictions="results/runs/segmentation/{exp}/seed-{seed}/predictions.npz",
+    params:
+        experiment=experiment,
+        conditions=run_conditions,
+    threads: COMPUTE["threads_per_job"]
+    resources:
+        gpu=COMPUTE["gpu"],
+        mem_mb=COMPUTE["mem_mb"],
+        runtime=60,
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/evaluate_segmenter/{exp}/seed-{seed}.log",
+    benchmark:
+        "results/benchmarks/evaluate_segmenter/{exp}/seed-{seed}.tsv"
+    script:
+        "../scripts/evaluate_segmenter.py"

@@ -1,10 +1,10 @@
-from pathlib import Path
-
 from fashion_rembg.training.segmentation import train_segmenter
 from fashion_rembg.workflow_io import log_to
 
 with log_to(snakemake.log[0]):
     train_segmenter(images=snakemake.input.images, classmaps=snakemake.input.classmaps,
                     manifest=snakemake.input.manifest, classes=snakemake.input.classes,
-                    out_dir=Path(snakemake.output.metrics).parent, experiment=snakemake.params.experiment,
-                    seed=int(snakemake.wildcards.seed), threads=snakemake.threads)
+                    model_out=snakemake.output.model, history_out=snakemake.output.history,
+                    experiment=snakemake.params.experiment, seed=int(snakemake.wildcards.seed),
+                    threads=snakemake.threads, checkpoint_dir=snakemake.params.checkpoint,
+                    torch_home=snakemake.params.torch_home)

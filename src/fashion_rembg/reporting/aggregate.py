@@ -37,9 +37,10 @@ METRIC_TITLES = {
     "miou": "mIoU",
     "pixel_accuracy": "pixel acc.",
     "best_epoch": "best epoch",
+    "epochs_run": "epochs run",
 }
 # Decimals in the Markdown tables (metrics are fractions in [0, 1]).
-METRIC_DIGITS = {"best_epoch": 1}
+METRIC_DIGITS = {"best_epoch": 1, "epochs_run": 1}
 TASK_ORDER = ["classification", "segmentation"]
 VARIANT_ORDER = ["original", "rembg", "oracle"]
 # Experiment fields that describe the condition rather than the configuration.
@@ -209,23 +210,34 @@ def _fmt_value(value) -> str:
 
 
 def config_labels(configs: pd.DataFrame, fields: Sequence[str]) -> list[str]:
-    """Short labels for configurations: the arch plus whatever else varies.
+    """Short labels for configurations: the arch plus what sets it apart.
 
     ``configs`` holds one row per configuration. The dataset is prefixed when
-    there are several; other varying fields are appended as ``key=value``.
+    there are several; of the other varying fields, those whose value differs
+    from the most common one (first seen wins a tie) are appended as
+    ``key=value``. Distinct configurations always get distinct labels.
     """
-    varying = [f for f in fields if f in configs.columns and configs[f].astype(str).nunique(dropna=False) > 1]
-    labels = []
-    for _, row in configs.iterrows():
-        label = str(row.get("arch", ""))
+    def text(value) -> str | None:  # None: the field does not apply to this configuration
+        return str(_fmt_value(_plain(value))) if _present(value) else None
+
+    varying = [f for f in fields if f in configs.columns and configs[f].map(text).nunique(dropna=False) > 1]
+    usual = {}
+    for f in varying:
+        values = [v for v in configs[f].map(text) if v is not None]
+        usual[f] = max(dict.fromkeys(values), key=values.count) if values else None  # ties: first seen
+
+    def label(row, only_unusual: bool) -> str:
+        out = str(row.get("arch", ""))
         if "dataset" in varying:
-            label = f"{row['dataset']}: {label}"
-        rest = [f for f in varying if f not in ("arch", "dataset", "task")]
-        extras = [f"{f}={_fmt_value(_plain(row[f]))}" for f in rest if _present(row[f])]
-        if extras:
-            label += f" ({', '.join(extras)})"
-        labels.append(label)
-    return labels
+            out = f"{row['dataset']}: {out}"
+        extras = [f"{f}={text(row[f])}" for f in varying if f not in ("arch", "dataset", "task")
+                  and text(row[f]) is not None and not (only_unusual and text(row[f]) == usual[f])]  # fmt: skip
+        return out + (f" ({', '.join(extras)})" if extras else "")
+
+    labels = [label(row, True) for _, row in configs.iterrows()]
+    # A field missing here and usual there could merge two labels: spell those out in full.
+    clashes = {lab for lab in labels if labels.count(lab) > 1}
+    return [label(row, False) if lab in clashes else lab for lab, (_, row) in zip(labels, configs.iterrows())]
 
 
 def _config_key(row, fields: Sequence[str]) -> str:
@@ -519,12 +531,14 @@ def write_tables(
     quality: pd.DataFrame | None,
     csv_path: Path | str,
     md_path: Path | str,
+    cross: pd.DataFrame | None = None,
 ) -> None:
     """Write the summary as CSV (all columns) and a Markdown report.
 
     The Markdown has one table per task (``mean ± std`` strings and the signed
-    delta of the primary metric) and, when ``quality`` is given, a
-    "Saliency mask quality" table.
+    delta of the primary metric), when ``quality`` is given a "Saliency mask
+    quality" table and, when ``cross`` (:func:`summarize_cross`) is given, the
+    train-on-X / test-on-Y tables.
     """
     csv_path, md_path = Path(csv_path), Path(md_path)
     csv_path.parent.mkdir(parents=True, exist_ok=True)
@@ -533,4 +547,146 @@ def write_tables(
     # None/True/False in an object column: write them explicitly so the CSV is stable.
     table["paired"] = table["paired"].map(lambda v: "" if not _present(v) else str(bool(v)).lower())
     table.to_csv(csv_path, index=False, float_format=_FLOAT_FORMAT, lineterminator="\n")
-    md_path.write_text(summary_markdown(summary, quality), encoding="utf-8")
+    text = summary_markdown(summary, quality)
+    if cross is not None and len(cross):
+        text += "\n" + cross_markdown(cross)
+    md_path.write_text(text, encoding="utf-8")
+
+
+# ----------------------------------------------------------------------------- cross-condition
+
+
+CROSS_TEST_FIELDS = ("test_variant", "test_sod", "test_fill")
+
+
+def load_cross(metric_files: Sequence[Path | str]) -> pd.DataFrame:
+    """One row per (run, test condition): experiment fields, ``seed``, ``test_variant``,
+    ``test_sod``, ``test_fill`` and the scalar metrics on that test set.
+
+    Test conditions come from ``cross`` in metrics.json; a file without it contributes its own
+    condition (``metrics``) only. Rows are sorted, so file order does not matter.
+    """
+    if not metric_files:
+        raise ValueError("load_cross: no metrics.json files given")
+    rows, metric_names = [], set()
+    for f in metric_files:
+        path = Path(f)
+        base, names = _parse_run(path)
+        exp = {k: v for k, v in base.items() if k not in names}
+        data = _read_json(path, "metrics")
+        entries = data.get("cross") or [
+            {"variant": exp["variant"], "sod": exp.get("sod"), "fill": exp.get("fill"), "metrics": data["metrics"]}
+        ]
+        if not isinstance(entries, list):
+            raise ValueError(f"{path}: 'cross' must be a list of test conditions")
+        for entry in entries:
+            if not isinstance(entry, dict) or "variant" not in entry or not isinstance(entry.get("metrics"), dict):
+                raise ValueError(f"{path}: each 'cross' entry needs 'variant' and a 'metrics' object")
+            row = dict(exp)
+            row["test_variant"] = str(entry["variant"])
+            row["test_sod"] = entry.get("sod") or None
+            row["test_fill"] = entry.get("fill") or None
+            for key, value in entry["metrics"].items():
+                if _is_number(value):
+                    row[key] = float(value)
+                    metric_names.add(key)
+            rows.append(row)
+    df = pd.DataFrame(rows)
+    for c in ("sod", "fill", *CROSS_TEST_FIELDS):
+        if c not in df.columns:
+            df[c] = None
+    df = df.sort_values(["task", "id", "seed", "test_variant"], kind="mergesort", key=lambda s: s.astype(str))
+    df = df.reset_index(drop=True)
+    df.attrs["metric_columns"] = _metric_columns(metric_names)
+    return df
+
+
+def summarize_cross(cross: pd.DataFrame) -> pd.DataFrame:
+    """Mean / sample std over seeds per (task, configuration, training condition, test condition).
+
+    Columns: ``task``, configuration fields, ``config_label``, ``variant``/``sod``/``fill`` and
+    ``condition`` (trained on), ``test_variant``/``test_sod``/``test_fill`` and
+    ``test_condition`` (tested on), ``in_condition``, ``n_seeds``, ``primary_metric`` and
+    ``<metric>_mean`` / ``<metric>_std``.
+    """
+    if cross.empty:
+        raise ValueError("summarize_cross: no rows")
+    metric_cols = cross.attrs.get("metric_columns") or []
+    skip = set(CONDITION_FIELDS) | set(CROSS_TEST_FIELDS) | set(metric_cols) | {"seed"}
+    config_fields = [c for c in cross.columns if c not in skip]
+    ordered = ["task"] + [f for f in ("dataset", "arch") if f in config_fields]
+    ordered += sorted(f for f in config_fields if f not in ordered)
+
+    def cond(row, prefix=""):
+        return (_variant_rank(str(row[f"{prefix}variant"])),
+                str(row[f"{prefix}sod"]) if _present(row[f"{prefix}sod"]) else "",
+                str(row[f"{prefix}fill"]) if _present(row[f"{prefix}fill"]) else "")  # fmt: skip
+
+    work = cross.copy()
+    work["_config"] = [_config_key(r, ordered) for _, r in work.iterrows()]
+    work["_train"] = [cond(r) for _, r in work.iterrows()]
+    work["_test"] = [cond(r, "test_") for _, r in work.iterrows()]
+    records = []
+    for (config, train, test), grp in work.groupby(["_config", "_train", "_test"], sort=False):
+        first = grp.iloc[0]
+        rec = {f: _plain(first[f]) if _present(first[f]) else None for f in ordered}
+        rec.update(_config=config, _train=train, _test=test)
+        rec["variant"], rec["sod"], rec["fill"] = str(first["variant"]), train[1] or None, train[2] or None
+        rec["condition"] = condition_label(rec["variant"], rec["sod"], rec["fill"])
+        rec["test_variant"], rec["test_sod"], rec["test_fill"] = str(first["test_variant"]), test[1] or None, test[2] or None
+        rec["test_condition"] = condition_label(rec["test_variant"], rec["test_sod"], rec["test_fill"])
+        rec["in_condition"] = train == test
+        rec["n_seeds"] = int(grp["seed"].nunique())
+        rec["primary_metric"] = PRIMARY_METRIC.get(str(first["task"]))
+        for m in metric_cols:
+            rec[f"{m}_mean"], rec[f"{m}_std"] = _stats(grp[m].to_numpy(dtype=float))
+        records.append(rec)
+    out = pd.DataFrame(records)
+    out["config_label"] = ""
+    for task in out["task"].unique():
+        sel = out["task"] == task
+        configs = out.loc[sel].drop_duplicates("_config")
+        out.loc[sel, "config_label"] = out.loc[sel, "_config"].map(
+            dict(zip(configs["_config"], config_labels(configs, ordered))))
+    order = sorted(out.index, key=lambda i: (
+        _task_rank(out.at[i, "task"]), tuple(_sortable(out.at[i, f]) for f in ordered[1:]),
+        out.at[i, "_config"], out.at[i, "_train"], out.at[i, "_test"]))  # fmt: skip
+    out = out.loc[order].reset_index(drop=True)
+    stat_cols = [f"{m}_{s}" for m in metric_cols for s in ("mean", "std")]
+    columns = ordered + ["config_label", "variant", "sod", "fill", "condition", "test_variant", "test_sod",
+                         "test_fill", "test_condition", "in_condition", "n_seeds", "primary_metric"] + stat_cols
+    out = out[columns]
+    out.attrs["metric_columns"] = list(metric_cols)
+    return out
+
+
+def cross_markdown(cross: pd.DataFrame) -> str:
+    """Train-on-X / test-on-Y tables: one per task, rows (configuration, trained on), columns
+    the test conditions, cells the primary metric (mean ± std over seeds; * = own condition)."""
+    out = ["## Train on X, test on Y", "",
+           "Primary metric of every trained model on the test split of each image condition "
+           "(mean ± std over seeds); * marks the condition the model was trained on."]  # fmt: skip
+    for task in sorted(cross["task"].unique(), key=_task_rank):
+        sub = cross[cross["task"] == task]
+        metric = str(sub["primary_metric"].iloc[0])
+        tests = sorted({(_variant_rank(str(r["test_variant"])), str(r["test_condition"])) for _, r in sub.iterrows()})
+        test_labels = [t for _, t in tests]
+        header = ["configuration", "trained on"] + [f"{METRIC_TITLES.get(metric, metric)} on {t}" for t in test_labels]
+        rows, seen = [], {}
+        for _, r in sub.iterrows():
+            key = (r["config_label"], r["condition"])
+            if key not in seen:
+                seen[key] = len(rows)
+                rows.append([str(r["config_label"]), str(r["condition"])] + ["–"] * len(test_labels))
+            cell = fmt_mean_std(r[f"{metric}_mean"], r[f"{metric}_std"]) + (" *" if r["in_condition"] else "")
+            rows[seen[key]][2 + test_labels.index(str(r["test_condition"]))] = cell
+        out += ["", f"### {task.capitalize()}", "", _md_table(header, rows, ["l", "l"] + ["r"] * len(test_labels))]
+    return "\n".join(out) + "\n"
+
+
+def write_cross(cross: pd.DataFrame, csv_path: Path | str) -> None:
+    csv_path = Path(csv_path)
+    csv_path.parent.mkdir(parents=True, exist_ok=True)
+    table = cross.copy()
+    table["in_condition"] = table["in_condition"].map(lambda v: str(bool(v)).lower())
+    table.to_csv(csv_path, index=False, float_format=_FLOAT_FORMAT, lineterminator="\n")

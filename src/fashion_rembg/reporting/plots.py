@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import math
 import re
+import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
 import matplotlib.style
+import matplotlib.patches
 import matplotlib.ticker
 import numpy as np
 import pandas as pd
@@ -82,6 +84,11 @@ def _style():
 
 def _present(value) -> bool:
     return agg._present(value)
+
+
+def _wrap(label: str, width: int) -> str:
+    """Break a label at commas/spaces into lines of about ``width`` characters."""
+    return "\n".join(textwrap.wrap(label, width, break_on_hyphens=False)) or label
 
 
 def _condition_sort_key(variant, sod, fill) -> tuple:
@@ -192,8 +199,8 @@ def plot_variant_bars(
                                     textcoords="offset points", ha="center", va="bottom",
                                     fontsize=6.5, color="#333333", rotation=90 if len(task_conds) > 3 else 0)
             ax.set_xticks(range(len(configs)))
-            long = max(len(c) for c in configs) * len(configs) > 12 * figsize[0] / len(tasks)
-            ax.set_xticklabels(configs, rotation=20 if long else 0, ha="right" if long else "center")
+            # Wrapped, not rotated: long configuration labels stay inside the figure.
+            ax.set_xticklabels([_wrap(c, 22) for c in configs], fontsize=7)
             ax.set_xlim(-0.6, len(configs) - 0.4)
             ax.set_ylim(0, max(top * 1.18, 0.05))
             ax.set_ylabel(METRIC_AXIS_LABEL.get(metric, metric))
@@ -492,4 +499,81 @@ def plot_example_grid(
                             color="white", ha="left", va="bottom",
                             bbox={"boxstyle": "round,pad=0.2", "facecolor": "#0072B2",
                                   "edgecolor": "none", "alpha": 0.85})
+        return _save(fig, out_png, dpi)
+
+
+# ------------------------------------------------------------------ cross-condition heatmap
+
+CROSS_ROW_IN = 0.34  # inches per (configuration, trained-on) row
+CROSS_COL_IN = 1.1  # inches per test condition
+CROSS_LABEL_IN = 3.6  # row labels (wrapped)
+CROSS_LABEL_CHARS = 52
+
+
+def _cross_rows(sub: pd.DataFrame) -> list[tuple[str, str]]:
+    return list(dict.fromkeys(zip(sub["config_label"].astype(str), sub["condition"].astype(str))))
+
+
+def cross_condition_figsize(cross: pd.DataFrame, dpi: int = DPI) -> tuple[float, float]:
+    """One panel per task, stacked; width from the most test conditions, height from the rows."""
+    tasks = _tasks(cross)
+    cols = max(cross[cross["task"] == t]["test_condition"].nunique() for t in tasks)
+    lines = sum(
+        sum(max(1, len(_wrap(f"{c} · {t}", CROSS_LABEL_CHARS).splitlines())) for c, t in _cross_rows(cross[cross["task"] == k]))
+        for k in tasks
+    )  # fmt: skip
+    return _snap(CROSS_LABEL_IN + 1.2 + CROSS_COL_IN * cols, dpi), _snap(0.6 + 1.3 * len(tasks) + CROSS_ROW_IN * lines * 0.75, dpi)
+
+
+def plot_cross_condition(
+    cross: pd.DataFrame, out_png: Path | str, dpi: int = DPI, figsize: tuple[float, float] | None = None
+) -> Path:
+    """Train-on-X / test-on-Y heatmap of the primary metric (see aggregate.summarize_cross).
+
+    One panel per task (stacked); rows = configuration · trained on, columns = tested on; cells
+    show the mean over seeds, the model's own condition is outlined.
+    """
+    required = {"task", "config_label", "condition", "test_condition", "test_variant", "in_condition", "primary_metric"}
+    missing = sorted(required - set(cross.columns))
+    if missing:
+        raise ValueError(f"plot_cross_condition: table lacks columns {missing} (use aggregate.summarize_cross)")
+    if cross.empty:
+        raise ValueError("plot_cross_condition: empty table")
+    tasks = _tasks(cross)
+    figsize = figsize or cross_condition_figsize(cross, dpi)
+    heights = [max(1.0, len(_cross_rows(cross[cross["task"] == t]))) for t in tasks]
+    with _style():
+        fig = Figure(figsize=figsize, layout="constrained")
+        axes = fig.subplots(len(tasks), 1, squeeze=False, height_ratios=heights)[:, 0]
+        for ax, task in zip(axes, tasks):
+            sub = cross[cross["task"] == task]
+            metric = str(sub["primary_metric"].iloc[0])
+            cols = [c for _, c in sorted({(agg._variant_rank(str(r["test_variant"])), str(r["test_condition"]))
+                                          for _, r in sub.iterrows()})]  # fmt: skip
+            rows = _cross_rows(sub)
+            values = np.full((len(rows), len(cols)), np.nan)
+            own = np.zeros_like(values, dtype=bool)
+            for _, r in sub.iterrows():
+                i, j = rows.index((str(r["config_label"]), str(r["condition"]))), cols.index(str(r["test_condition"]))
+                values[i, j] = float(r[f"{metric}_mean"])
+                own[i, j] = bool(r["in_condition"])
+            finite = values[np.isfinite(values)]
+            lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+            image = ax.imshow(np.ma.masked_invalid(values), cmap="viridis", vmin=lo, vmax=max(hi, lo + 1e-6),
+                              aspect="auto", interpolation="nearest")  # fmt: skip
+            for i in range(len(rows)):
+                for j in range(len(cols)):
+                    if np.isfinite(values[i, j]):
+                        bright = (values[i, j] - lo) / max(hi - lo, 1e-6) > 0.6
+                        ax.text(j, i, f"{values[i, j]:.3f}", ha="center", va="center", fontsize=7,
+                                color="black" if bright else "white")  # fmt: skip
+                    if own[i, j]:
+                        ax.add_patch(matplotlib.patches.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False,
+                                                                  edgecolor="#D55E00", linewidth=1.8))  # fmt: skip
+            ax.set_xticks(range(len(cols)), [_wrap(c, 16) for c in cols], fontsize=7)
+            ax.set_yticks(range(len(rows)), [_wrap(f"{c} · {t}", CROSS_LABEL_CHARS) for c, t in rows], fontsize=7)
+            ax.set_xlabel("tested on  (rows: configuration · trained on; outlined: the training condition)")
+            ax.grid(False)
+            ax.set_title(f"{task.capitalize()}: {METRIC_AXIS_LABEL.get(metric, metric)}", loc="left")
+            fig.colorbar(image, ax=ax, shrink=0.9, pad=0.01)
         return _save(fig, out_png, dpi)

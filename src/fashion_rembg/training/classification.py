@@ -1,8 +1,9 @@
-"""Style classification training (FashionStyle14-like stores)."""
+"""Style classification: training (FashionStyle14-like stores) and cross-condition evaluation."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -13,80 +14,84 @@ from fashion_rembg.models.classifiers import build_classifier
 from fashion_rembg.training.common import (
     BatchFeeder,
     TrainConfig,
-    TrainState,
+    _amp_dtype,
     evaluate,
-    fit,
+    load_model_payload,
     open_store,
     pick_device,
     require_keys,
-    restore_best,
     run_metadata,
     save_npz_atomic,
-    save_torch_atomic,
     seed_everything,
     split_indices,
+    train_run,
     write_json_atomic,
 )
 
-__all__ = ["REQUIRED_KEYS", "ClassificationOps", "train_classifier"]
+__all__ = ["REQUIRED_KEYS", "ClassificationOps", "evaluate_classifier", "train_classifier"]
 
 REQUIRED_KEYS = (
     "id", "task", "dataset", "arch", "variant", "epochs", "batch_size", "lr", "optimizer",
-    "weight_decay", "augment", "width", "blocks", "batch_norm", "dropout",
+    "weight_decay", "augment",
 )  # fmt: skip
 
 
 class _LogitTracker:
-    """Keeps every logit row (small: N × C) so test metrics and predictions come from one pass."""
+    """Keeps every logit row on the device (small: N × C); one host copy at the end."""
 
     def __init__(self) -> None:
-        self.logits: list[np.ndarray] = []
-        self.labels: list[np.ndarray] = []
+        self.logits: list[torch.Tensor] = []
+        self.labels: list[torch.Tensor] = []
         self.rows: list[np.ndarray] = []
 
     def update(self, logits: torch.Tensor, targets: torch.Tensor, rows: np.ndarray) -> None:
-        self.logits.append(logits.cpu().numpy().astype(np.float32))
-        self.labels.append(targets.cpu().numpy().astype(np.int64))
+        self.logits.append(logits.float())
+        self.labels.append(targets)
         self.rows.append(np.asarray(rows, dtype=np.int64))
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return np.concatenate(self.logits), np.concatenate(self.labels), np.concatenate(self.rows)
+        return (
+            torch.cat(self.logits).cpu().numpy().astype(np.float32),
+            torch.cat(self.labels).cpu().numpy().astype(np.int64),
+            np.concatenate(self.rows),
+        )
 
     def score(self) -> float:
-        logits, labels, _ = self.arrays()
-        return float((logits.argmax(1) == labels).mean())
+        logits, labels = torch.cat(self.logits), torch.cat(self.labels)
+        return float((logits.argmax(1) == labels).double().mean().item())
+
+
+class _AccuracyTracker:
+    """Training accuracy as two on-device counters."""
+
+    def __init__(self) -> None:
+        self.correct: torch.Tensor | None = None
+        self.seen = 0
+
+    def update(self, logits: torch.Tensor, targets: torch.Tensor, rows: np.ndarray) -> None:
+        hits = (logits.argmax(1) == targets).sum()
+        self.correct = hits if self.correct is None else self.correct + hits
+        self.seen += len(rows)
+
+    def score(self) -> float:
+        return float(self.correct.item()) / self.seen if self.seen else 0.0
 
 
 class ClassificationOps:
+    def __init__(self, label_smoothing: float = 0.0) -> None:
+        self.label_smoothing = label_smoothing
+
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits, targets)
+        return F.cross_entropy(logits.float(), targets, label_smoothing=self.label_smoothing)
 
     def tracker(self) -> _LogitTracker:
         return _LogitTracker()
 
+    def train_tracker(self) -> _AccuracyTracker:
+        return _AccuracyTracker()
 
-def train_classifier(
-    *,
-    images: Path,
-    manifest: Path,
-    classes: Path,
-    out_dir: Path,
-    experiment: dict,
-    seed: int,
-    threads: int = 1,
-) -> dict:
-    """Train ``experiment['arch']`` on the manifest's train rows, pick the best epoch on val
-    accuracy and evaluate it on test.
 
-    Writes into ``out_dir``: ``metrics.json`` (CONTRACTS.md; also returned), ``history.csv``,
-    ``model.pt`` (best-on-val state dict) and ``predictions.npz`` (test ``logits``, ``labels``,
-    ``ids``).
-    """
-    require_keys(experiment, REQUIRED_KEYS, task="classification")
-    cfg = TrainConfig.from_experiment(experiment, seed)
-    out_dir = Path(out_dir)
-    label = f"{experiment['id']} seed {seed}"
-
+def _labelled_store(images: Path, manifest: Path, classes: Path):
     store = open_store(manifest, images, classes, task="classification")
     names = store.classes
     assert names is not None
@@ -100,43 +105,125 @@ def train_classifier(
     # Labels indexed by store row, so a batch's targets come from the same fancy index as its images.
     labels = np.full(store.images.shape[0], -1, dtype=np.int64)
     labels[df["index"].to_numpy()] = df["label_idx"].to_numpy()
-    ids = dict(zip(df["index"].to_numpy().tolist(), df["id"].tolist()))
+    return store, names, labels
 
+
+def _model_builder(experiment: dict, num_classes: int, size: tuple[int, int], torch_home, init: str):
+    def build():
+        return build_classifier(
+            experiment["arch"],
+            num_classes,
+            width=experiment.get("width"),
+            blocks=experiment.get("blocks"),
+            batch_norm=experiment.get("batch_norm"),
+            dropout=experiment.get("dropout"),
+            image_size=size[0] if size[0] == size[1] else None,
+            init=init,
+            torch_home=torch_home,
+        )
+
+    return build
+
+
+def train_classifier(
+    *,
+    images: Path,
+    manifest: Path,
+    classes: Path,
+    model_out: Path,
+    history_out: Path,
+    experiment: dict,
+    seed: int,
+    threads: int = 1,
+    checkpoint_dir: Path | None = None,
+    torch_home: Path | None = None,
+) -> dict:
+    """Train ``experiment['arch']`` on the manifest's train rows, keeping the best epoch on val
+    accuracy. Writes ``model_out`` (best weights + best epoch, CONTRACTS.md) and ``history_out``.
+    With ``checkpoint_dir`` the state is saved every epoch and a rerun resumes from it.
+    """
+    require_keys(experiment, REQUIRED_KEYS, task="classification")
+    cfg = TrainConfig.from_experiment(experiment, seed)
+    store, names, labels = _labelled_store(images, manifest, classes)
+    size = cfg.input_size or tuple(store.images.shape[1:3])
+    init = experiment.get("init", "scratch")
+    return train_run(
+        experiment=experiment,
+        seed=seed,
+        threads=threads,
+        images=store.images,
+        targets=labels,
+        manifest=store.manifest,
+        manifest_path=manifest,
+        classes=names,
+        build_model=_model_builder(experiment, len(names), size, torch_home, init),
+        ops=ClassificationOps(cfg.label_smoothing),
+        model_out=model_out,
+        history_out=history_out,
+        checkpoint_dir=checkpoint_dir,
+        fingerprint_inputs=[images, manifest, classes],
+    )
+
+
+def evaluate_classifier(
+    *,
+    model: Path,
+    manifest: Path,
+    classes: Path,
+    conditions: Sequence[dict],
+    metrics_out: Path,
+    predictions_out: Path,
+    experiment: dict,
+    seed: int,
+    threads: int = 1,
+) -> dict:
+    """Evaluate a trained model on the test split of every image condition.
+
+    ``conditions``: dicts with ``key``, ``variant``, ``sod``, ``fill``, ``images``; the first is the
+    model's own training condition, whose metrics are ``metrics`` in metrics.json; all of them
+    (train-on-X/test-on-Y) are listed under ``cross``. ``predictions_out`` holds ``ids``,
+    ``labels``, ``conditions`` and ``logits_<key>`` per condition.
+    """
+    require_keys(experiment, REQUIRED_KEYS, task="classification")
+    if not conditions:
+        raise ValueError("evaluate_classifier: no test conditions given")
+    cfg = TrainConfig.from_experiment(experiment, seed)
+    payload = load_model_payload(model)
     seed_everything(seed, threads)
     device = pick_device()
-    h, w = store.images.shape[1:3]
-    model = build_classifier(
-        experiment["arch"],
-        len(names),
-        width=int(experiment["width"]),
-        blocks=int(experiment["blocks"]),
-        batch_norm=bool(experiment["batch_norm"]),
-        dropout=float(experiment["dropout"]),
-        image_size=h if h == w else None,
-    ).to(device)
-
-    def feeder(split: str) -> BatchFeeder:
-        rows = split_indices(df, split, source=str(manifest))
-        return BatchFeeder(store.images, labels, rows, batch_size=cfg.batch_size, device=device)
-
-    train, val, test = feeder("train"), feeder("val"), feeder("test")
-    ops = ClassificationOps()
-    state = TrainState.create(model, cfg, device)
-    fit(state, train=train, val=val, task=ops, cfg=cfg, history_path=out_dir / "history.csv", label=label)
-
-    restore_best(state)
-    _, tracker = evaluate(state.model, test, ops)
-    logits, y, rows = tracker.arrays()
-    metrics = classification_metrics(logits, y, len(names))
-    metrics["best_epoch"] = state.best_epoch
-
-    save_torch_atomic(out_dir / "model.pt", state.best_weights)
-    save_npz_atomic(
-        out_dir / "predictions.npz",
-        logits=logits,
-        labels=y,
-        ids=np.array([ids[int(r)] for r in rows], dtype=str),
-    )
-    result = run_metadata(experiment, seed, device, names, metrics)
-    write_json_atomic(out_dir / "metrics.json", result)
+    names = None
+    cross, arrays, ids_ref, labels_ref = [], {}, None, None
+    for cond in conditions:
+        store, names, labels = _labelled_store(Path(cond["images"]), manifest, classes)
+        if list(payload.get("classes", names)) != names:
+            raise ValueError(f"{model}: trained on classes {payload.get('classes')} but {classes} lists {names}")
+        size = cfg.input_size or tuple(store.images.shape[1:3])
+        if not cross:
+            net = _model_builder(experiment, len(names), size, None, "scratch")()
+            net.load_state_dict(payload["state_dict"])
+            net = net.to(device)
+            if device.type == "cuda":
+                net = net.to(memory_format=torch.channels_last)
+        rows = split_indices(store.manifest, "test", source=str(manifest))
+        feeder = BatchFeeder(store.images, labels, rows, batch_size=cfg.batch_size, device=device, input_size=size)
+        _, tracker = evaluate(net, feeder, ClassificationOps(cfg.label_smoothing), _amp_dtype(device, cfg.amp))
+        logits, y, order = tracker.arrays()
+        metrics = classification_metrics(logits, y, len(names))
+        cross.append({"key": cond["key"], "variant": cond["variant"], "sod": cond.get("sod"),
+                      "fill": cond.get("fill"), "metrics": metrics})  # fmt: skip
+        arrays[f"logits_{cond['key']}"] = logits
+        id_of = dict(zip(store.manifest["index"].to_numpy().tolist(), store.manifest["id"].tolist()))
+        ids = np.array([id_of[int(r)] for r in order], dtype=str)
+        if ids_ref is None:
+            ids_ref, labels_ref = ids, y
+        elif not np.array_equal(ids, ids_ref):
+            raise ValueError(f"{cond['images']}: test rows differ from {conditions[0]['images']}")
+    own = dict(cross[0]["metrics"])
+    own["best_epoch"] = int(payload["best_epoch"])
+    own["epochs_run"] = int(payload["epochs_run"])
+    result = run_metadata(experiment, seed, payload.get("train_device", device.type), names, own)
+    result["cross"] = cross
+    save_npz_atomic(Path(predictions_out), ids=ids_ref, labels=labels_ref,
+                    conditions=np.array([c["key"] for c in conditions], dtype=str), **arrays)  # fmt: skip
+    write_json_atomic(Path(metrics_out), result)
     return result

@@ -1,4 +1,5 @@
-"""Shared training machinery: seeding, store loading, batching, the epoch loop, atomic writers.
+"""Shared training machinery: seeding, store loading, batching, the epoch loop, checkpoints,
+resume and atomic writers.
 
 The classification and segmentation trainers differ only in their model, target array, loss and
 score (a :class:`TaskOps`); everything else lives here.
@@ -8,12 +9,16 @@ from __future__ import annotations
 
 import copy
 import csv
+import hashlib
 import io
 import json
+import logging
 import math
 import os
 import random
 import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol, Sequence
@@ -23,21 +28,26 @@ import pandas as pd
 import torch
 from torch import nn
 
+from fashion_rembg.training.augment import AUGMENTATIONS
+from fashion_rembg.training.augment import augment as augment_images
+
 __all__ = [
     "AUGMENTATIONS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "BatchFeeder",
+    "Checkpointer",
     "Store",
     "TaskOps",
     "Tracker",
     "TrainConfig",
     "TrainState",
-    "augment_batch",
     "epoch_generator",
     "evaluate",
     "fit",
+    "load_model_payload",
     "load_store",
+    "normalize_batch",
     "open_store",
     "pick_device",
     "read_classes",
@@ -50,38 +60,37 @@ __all__ = [
     "seed_everything",
     "split_indices",
     "to_tensor_batch",
+    "train_run",
     "write_csv_atomic",
     "write_json_atomic",
 ]
 
+log = logging.getLogger(__name__)
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-AUGMENTATIONS = ("none", "flip")
 HISTORY_FIELDS = ("epoch", "train_loss", "train_score", "val_loss", "val_score", "lr")
 SPLITS = ("train", "val", "test")
+CHECKPOINT_NAME = "last.pt"
 
 
 # --------------------------------------------------------------------------- seeding / device
 
 
-def seed_everything(seed: int, threads: int = 1, *, warn_only: bool | None = None) -> None:
-    """Seed python/numpy/torch, force deterministic kernels and fix the CPU thread count.
+def seed_everything(seed: int, threads: int = 1) -> None:
+    """Seed python/numpy/torch, fix the CPU thread count and, on CPU, force deterministic kernels.
 
-    On CUDA some kernels used by the models (e.g. adaptive pooling / upsampling backward) have no
-    deterministic implementation; ``warn_only`` (default: True iff CUDA is available) lets them run
-    with a warning instead of raising. Byte-identical results are only promised on CPU.
+    Byte-identical results are promised on CPU. On CUDA the fast non-deterministic kernels are
+    kept (cuDNN autotuning): runs differ in the last digits, which is what the seeds average over.
     """
     if threads < 1:
         raise ValueError(f"threads must be >= 1, got {threads}")
-    # Required by cuBLAS for deterministic GEMMs; must be set before the first cuBLAS call.
-    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-    if warn_only is None:
-        warn_only = torch.cuda.is_available()
-    torch.use_deterministic_algorithms(True, warn_only=warn_only)
-    torch.backends.cudnn.benchmark = False
+    cuda = torch.cuda.is_available()
+    torch.use_deterministic_algorithms(not cuda)
+    torch.backends.cudnn.benchmark = cuda
     torch.set_num_threads(threads)
 
 
@@ -102,9 +111,10 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
 
 def capture_rng_state() -> dict:
     """Global RNG states (dropout etc. draw from the torch global generator)."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
     state = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        "numpy": (name, keys.tolist(), int(pos), int(has_gauss), float(cached)),
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -114,13 +124,26 @@ def capture_rng_state() -> dict:
 
 def restore_rng_state(state: dict) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
 # --------------------------------------------------------------------------- image batches
+
+
+def _mean_std(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    mean = torch.tensor(IMAGENET_MEAN, device=device).view(1, 3, 1, 1) * 255.0
+    std = torch.tensor(IMAGENET_STD, device=device).view(1, 3, 1, 1) * 255.0
+    return mean, std
+
+
+def normalize_batch(images: torch.Tensor) -> torch.Tensor:
+    """uint8 ``(B, 3, H, W)`` → float32 normalised with ImageNet mean/std (memory format kept)."""
+    mean, std = _mean_std(images.device)
+    return (images.float() - mean) / std
 
 
 def to_tensor_batch(images_uint8: np.ndarray | torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
@@ -133,43 +156,16 @@ def to_tensor_batch(images_uint8: np.ndarray | torch.Tensor, device: torch.devic
         raise ValueError(f"expected uint8 images (B, H, W, 3), got {tuple(t.shape)} {t.dtype}")
     if device is not None:
         t = t.to(device, non_blocking=True)
-    x = t.permute(0, 3, 1, 2).float().div_(255.0)
-    mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
-    return ((x - mean) / std).contiguous()
-
-
-def augment_batch(
-    images: torch.Tensor,
-    maps: torch.Tensor | None = None,
-    *,
-    mode: str,
-    generator: torch.Generator | None = None,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Augment a uint8 batch ``(B, H, W, 3)`` (and its class maps ``(B, H, W)`` identically).
-
-    ``none``: unchanged. ``flip``: each sample is mirrored left-right with probability 1/2, drawn
-    from ``generator`` (seed it per epoch for reproducibility).
-    """
-    if mode not in AUGMENTATIONS:
-        raise ValueError(f"unknown augment {mode!r}; choose one of {list(AUGMENTATIONS)}")
-    if mode == "none":
-        return images, maps
-    flip = torch.rand(images.shape[0], generator=generator) < 0.5
-    if flip.any():
-        images = images.clone()
-        images[flip] = images[flip].flip(2)  # W axis of (B, H, W, C)
-        if maps is not None:
-            maps = maps.clone()
-            maps[flip] = maps[flip].flip(2)  # W axis of (B, H, W)
-    return images, maps
+    return normalize_batch(t.permute(0, 3, 1, 2)).contiguous()
 
 
 class BatchFeeder:
-    """Serves whole batches by fancy-indexing the decoded uint8 store (no DataLoader needed).
+    """Serves whole batches by fancy-indexing the decoded uint8 store (no DataLoader, no decoding).
 
     ``rows``: store rows of this split; ``targets``: array indexed by store row (per-row labels
-    ``(N,)`` or class maps ``(N, H, W)``).
+    ``(N,)`` or class maps ``(N, H, W)``). Batches are gathered as uint8, moved to the device,
+    augmented there (batched) and normalised there. On CUDA the next batch is gathered, pinned and
+    copied by a helper thread while the current one trains; the thread touches no random state.
     """
 
     def __init__(
@@ -180,6 +176,8 @@ class BatchFeeder:
         *,
         batch_size: int,
         device: torch.device,
+        input_size: Sequence[int] | None = None,
+        prefetch: bool | None = None,
     ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -187,10 +185,33 @@ class BatchFeeder:
         self.targets = targets
         self.rows = np.asarray(rows, dtype=np.int64)
         self.batch_size = batch_size
-        self.device = device
+        self.device = torch.device(device)
+        self.size = tuple(input_size) if input_size is not None else tuple(images.shape[1:3])
+        self.prefetch = self.device.type == "cuda" if prefetch is None else prefetch
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def _load(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        imgs = torch.from_numpy(np.ascontiguousarray(self.images[rows]))
+        tgts = torch.from_numpy(np.ascontiguousarray(self.targets[rows]))
+        if self.device.type == "cuda":
+            imgs = imgs.pin_memory().to(self.device, non_blocking=True)
+            tgts = tgts.pin_memory().to(self.device, non_blocking=True)
+        return imgs, tgts
+
+    def _loaded(self, batches: list[np.ndarray]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if not self.prefetch or len(batches) < 2:
+            for rows in batches:
+                yield self._load(rows)
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="batch-prefetch") as pool:
+            pending = pool.submit(self._load, batches[0])
+            for i in range(len(batches)):
+                current = pending.result()
+                if i + 1 < len(batches):
+                    pending = pool.submit(self._load, batches[i + 1])
+                yield current
 
     def batches(
         self,
@@ -200,24 +221,35 @@ class BatchFeeder:
         augment: str = "none",
         drop_singleton: bool = False,
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor, np.ndarray]]:
-        """Yield ``(x, y, rows)``: normalised images and long targets on the device, store rows."""
+        """Yield ``(x, y, rows)``: normalised images and long targets on the device, store rows.
+
+        The order and one augmentation seed per batch are drawn from ``generator`` up front, so
+        the draws depend on (generator, rows) only, never on image content.
+        """
+        if augment not in AUGMENTATIONS:
+            raise ValueError(f"unknown augment {augment!r}; choose one of {list(AUGMENTATIONS)}")
         n = len(self.rows)
         order = torch.randperm(n, generator=generator).numpy() if shuffle else np.arange(n)
+        batches = []
         for start in range(0, n, self.batch_size):
             pos = order[start : start + self.batch_size]
             # A 1-sample training batch breaks BatchNorm on 1×1 feature maps; skip it.
             if drop_singleton and len(pos) == 1 and n > 1:
                 continue
             # Sorted rows read the memory-mapped store sequentially; a batch is order-free.
-            rows = np.sort(self.rows[pos])
-            imgs = torch.from_numpy(np.ascontiguousarray(self.images[rows]))
-            tgts = torch.from_numpy(np.ascontiguousarray(self.targets[rows]))
+            batches.append(np.sort(self.rows[pos]))
+        if augment != "none" and generator is not None:
+            seeds = torch.randint(0, 2**62, (len(batches),), generator=generator).tolist()
+        else:
+            seeds = [0] * len(batches)
+        for rows, seed, (imgs, tgts) in zip(batches, seeds, self._loaded(batches)):
             maps = tgts if tgts.ndim == 3 else None
-            imgs, maps = augment_batch(imgs, maps, mode=augment, generator=generator)
-            if maps is not None:
-                tgts = maps
-            x = to_tensor_batch(imgs, self.device)
-            y = tgts.to(self.device, non_blocking=True).long()
+            # (B, H, W, 3) → (B, 3, H, W) view: channels-last in memory, as cuDNN likes it.
+            images, maps = augment_images(imgs.permute(0, 3, 1, 2), maps, mode=augment, seed=seed, size=self.size)
+            x = normalize_batch(images)
+            if self.device.type != "cuda":
+                x = x.contiguous()
+            y = (maps if maps is not None else tgts).long()
             yield x, y, rows
 
 
@@ -405,7 +437,7 @@ def save_npz_atomic(path: Path, **arrays: np.ndarray) -> None:
 
 
 class Tracker(Protocol):
-    """Accumulates predictions of one pass over a split."""
+    """Accumulates predictions of one pass over a split (on the device: no sync per batch)."""
 
     def update(self, logits: torch.Tensor, targets: torch.Tensor, rows: np.ndarray) -> None: ...
 
@@ -413,11 +445,13 @@ class Tracker(Protocol):
 
 
 class TaskOps(Protocol):
-    """What differs between tasks: loss and the score tracker."""
+    """What differs between tasks: loss and the score trackers."""
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor: ...
 
     def tracker(self) -> Tracker: ...
+
+    def train_tracker(self) -> Tracker: ...
 
 
 @dataclass(frozen=True)
@@ -429,10 +463,16 @@ class TrainConfig:
     weight_decay: float
     augment: str
     seed: int
+    schedule: str = "cosine"
+    label_smoothing: float = 0.0
+    early_stopping: int = 0  # patience in epochs; 0 = off
+    amp: bool = True
+    input_size: tuple[int, int] | None = None
 
     @classmethod
     def from_experiment(cls, experiment: dict, seed: int) -> "TrainConfig":
         eid = experiment.get("id", "?")
+        size = experiment.get("input_size")
         cfg = cls(
             epochs=int(experiment["epochs"]),
             batch_size=int(experiment["batch_size"]),
@@ -441,6 +481,11 @@ class TrainConfig:
             weight_decay=float(experiment["weight_decay"]),
             augment=str(experiment["augment"]).lower(),
             seed=int(seed),
+            schedule=str(experiment.get("schedule", "cosine")).lower(),
+            label_smoothing=float(experiment.get("label_smoothing") or 0.0),
+            early_stopping=int(experiment.get("early_stopping") or 0),
+            amp=bool(experiment.get("amp", True)),
+            input_size=(int(size[0]), int(size[1])) if size else None,
         )
         if cfg.epochs < 1 or cfg.batch_size < 1 or not cfg.lr > 0:
             raise ValueError(f"experiment {eid!r}: epochs, batch_size and lr must be positive, got {cfg}")
@@ -448,6 +493,10 @@ class TrainConfig:
             raise ValueError(f"experiment {eid!r}: optimizer must be 'sgd' or 'adamw', got {cfg.optimizer!r}")
         if cfg.augment not in AUGMENTATIONS:
             raise ValueError(f"experiment {eid!r}: augment must be one of {list(AUGMENTATIONS)}, got {cfg.augment!r}")
+        if cfg.schedule not in SCHEDULES:
+            raise ValueError(f"experiment {eid!r}: schedule must be one of {list(SCHEDULES)}, got {cfg.schedule!r}")
+        if not 0.0 <= cfg.label_smoothing < 1.0 or cfg.early_stopping < 0:
+            raise ValueError(f"experiment {eid!r}: label_smoothing must be in [0, 1) and early_stopping >= 0")
         return cfg
 
 
@@ -457,9 +506,32 @@ def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer
     return torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def _amp_dtype(device: torch.device) -> torch.dtype | None:
+def _cosine(optimizer, cfg):
+    # Stepped once per epoch, from lr down towards 0 after the last epoch.
+    return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
+
+
+def _step(optimizer, cfg):
+    # The classic ÷10 at half and three quarters of the epochs.
+    milestones = sorted({max(1, math.ceil(cfg.epochs * f)) for f in (0.5, 0.75)})
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=milestones, gamma=0.1)
+
+
+def _constant(optimizer, cfg):
+    return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[], gamma=1.0)
+
+
+# name → fn(optimizer, cfg) → per-epoch scheduler
+SCHEDULES: dict[str, Callable[[torch.optim.Optimizer, TrainConfig], torch.optim.lr_scheduler.LRScheduler]] = {
+    "cosine": _cosine,
+    "step": _step,
+    "constant": _constant,
+}
+
+
+def _amp_dtype(device: torch.device, enabled: bool = True) -> torch.dtype | None:
     """Mixed precision on CUDA only (bf16 where supported: no loss scaling needed)."""
-    if device.type != "cuda":
+    if device.type != "cuda" or not enabled:
         return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
@@ -472,19 +544,21 @@ class TrainState:
     optimizer: torch.optim.Optimizer
     scheduler: torch.optim.lr_scheduler.LRScheduler
     scaler: torch.amp.GradScaler
+    amp_dtype: torch.dtype | None = None
     epoch: int = 0  # last completed epoch
     best_score: float = -math.inf
     best_epoch: int = 0
     best_weights: dict | None = None
+    stopped_early: bool = False
     history: list[dict] = field(default_factory=list)
 
     @classmethod
     def create(cls, model: nn.Module, cfg: TrainConfig, device: torch.device) -> "TrainState":
         optimizer = _make_optimizer(model, cfg)
-        # Cosine decay stepped once per epoch, from lr down towards 0 after the last epoch.
-        scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs)
-        scaler = torch.amp.GradScaler(device.type, enabled=_amp_dtype(device) == torch.float16)
-        return cls(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler)
+        scheduler = SCHEDULES[cfg.schedule](optimizer, cfg)
+        amp = _amp_dtype(device, cfg.amp)
+        scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
+        return cls(model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, amp_dtype=amp)
 
     def state_dict(self) -> dict:
         return {
@@ -496,6 +570,7 @@ class TrainState:
             "best_score": self.best_score,
             "best_epoch": self.best_epoch,
             "best_weights": self.best_weights,
+            "stopped_early": self.stopped_early,
             "history": list(self.history),
             "rng": capture_rng_state(),
         }
@@ -509,25 +584,25 @@ class TrainState:
         self.best_score = float(state["best_score"])
         self.best_epoch = int(state["best_epoch"])
         self.best_weights = state["best_weights"]
+        self.stopped_early = bool(state.get("stopped_early", False))
         self.history = list(state["history"])
         restore_rng_state(state["rng"])
 
 
-def _autocast(device: torch.device):
-    dtype = _amp_dtype(device)
+def _autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None)
 
 
 def _train_one_epoch(state: TrainState, feeder: BatchFeeder, task: TaskOps, cfg: TrainConfig, epoch: int) -> tuple[float, float]:
     model, device = state.model, feeder.device
     model.train()
-    tracker = task.tracker()
+    tracker = task.train_tracker()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     seen = 0
     gen = epoch_generator(cfg.seed, epoch)
     for x, y, rows in feeder.batches(generator=gen, shuffle=True, augment=cfg.augment, drop_singleton=True):
         state.optimizer.zero_grad(set_to_none=True)
-        with _autocast(device):
+        with _autocast(device, state.amp_dtype):
             logits = model(x)
             loss = task.loss(logits, y)
         state.scaler.scale(loss).backward()
@@ -536,21 +611,23 @@ def _train_one_epoch(state: TrainState, feeder: BatchFeeder, task: TaskOps, cfg:
         # Accumulate on-device: no host sync per step.
         loss_sum += loss.detach().double() * len(rows)
         seen += len(rows)
-        tracker.update(logits.detach().float(), y, rows)
+        tracker.update(logits.detach(), y, rows)
     if seen == 0:
         raise ValueError("training split produced no batches")
     return float(loss_sum.item()) / seen, tracker.score()
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, feeder: BatchFeeder, task: TaskOps) -> tuple[float, Tracker]:
+def evaluate(
+    model: nn.Module, feeder: BatchFeeder, task: TaskOps, amp_dtype: torch.dtype | None = None
+) -> tuple[float, Tracker]:
     """Mean loss and the filled tracker for one pass over ``feeder`` (eval mode, no augmentation)."""
     device = feeder.device
     model.eval()
     tracker = task.tracker()
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     for x, y, rows in feeder.batches():
-        with _autocast(device):
+        with _autocast(device, amp_dtype):
             logits = model(x)
             loss = task.loss(logits, y)
         loss_sum += loss.double() * len(rows)
@@ -571,16 +648,23 @@ def fit(
 ) -> TrainState:
     """Train from ``state.epoch + 1`` to ``cfg.epochs``, keeping the best-on-val weights.
 
-    After each epoch the history CSV is rewritten and ``on_epoch_end(state)`` is called (the
-    place to save ``state.state_dict()`` for resuming).
+    With ``cfg.early_stopping = p`` training stops once ``p`` epochs passed without a better val
+    score (checked before each epoch, so a resumed run stops at the same point). After each epoch
+    the history CSV is rewritten and ``on_epoch_end(state)`` is called (checkpointing).
     """
     for epoch in range(state.epoch + 1, cfg.epochs + 1):
+        if cfg.early_stopping and state.epoch - state.best_epoch >= cfg.early_stopping:
+            state.stopped_early = True
+            log.info("%s: early stop after epoch %d (best %d)", label, state.epoch, state.best_epoch)
+            break
         lr = state.optimizer.param_groups[0]["lr"]
+        started = time.perf_counter()
         train_loss, train_score = _train_one_epoch(state, train, task, cfg, epoch)
+        seconds = time.perf_counter() - started  # logged only: metrics stay free of timings
         if not math.isfinite(train_loss):
             raise FloatingPointError(f"{label}: training loss became {train_loss} in epoch {epoch}; lower lr")
         state.scheduler.step()
-        val_loss, val_tracker = evaluate(state.model, val, task)
+        val_loss, val_tracker = evaluate(state.model, val, task, state.amp_dtype)
         val_score = val_tracker.score()
         state.history.append(
             {
@@ -598,6 +682,8 @@ def fit(
             state.best_epoch = epoch
             state.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in state.model.state_dict().items()}
         state.epoch = epoch
+        log.info("%s: epoch %d train_loss %.4f val_score %.4f train %.1f img/s", label, epoch, train_loss, val_score,
+                 len(train) / max(seconds, 1e-9))  # fmt: skip
         if history_path is not None:
             write_csv_atomic(history_path, state.history, HISTORY_FIELDS)
         if on_epoch_end is not None:
@@ -612,12 +698,144 @@ def restore_best(state: TrainState) -> None:
     state.model.load_state_dict(copy.deepcopy(state.best_weights))
 
 
-def run_metadata(experiment: dict, seed: int, device: torch.device, classes: list[str], metrics: dict) -> dict:
+# --------------------------------------------------------------------------- checkpoints
+
+
+def input_fingerprint(experiment: dict, seed: int, inputs: Sequence[Path | str | None]) -> str:
+    """Identity of a training job: its spec, seed and input files (size, mtime). A checkpoint is
+    only resumed by the same job on the same inputs; a rerun after new inputs starts over."""
+    files = []
+    for p in inputs:
+        if p is None:
+            continue
+        st = Path(p).stat()
+        files.append([str(p), st.st_size, st.st_mtime_ns])
+    text = json.dumps({"experiment": experiment, "seed": int(seed), "inputs": files}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class Checkpointer:
+    """``<directory>/last.pt``: the TrainState after the last finished epoch, written atomically.
+
+    It lives outside the job's declared outputs (Snakemake deletes those when a job fails), so a
+    rerun after a crash or ``kill -9`` resumes from it. Removed once the job's outputs exist.
+    """
+
+    def __init__(self, directory: Path | str, fingerprint: str) -> None:
+        self.path = Path(directory) / CHECKPOINT_NAME
+        self.fingerprint = fingerprint
+
+    def save(self, state: TrainState) -> None:
+        save_torch_atomic(self.path, {"fingerprint": self.fingerprint, "state": state.state_dict()})
+
+    def restore(self, state: TrainState) -> bool:
+        if not self.path.is_file():
+            return False
+        try:
+            # Written by this pipeline (trusted); holds optimizer/scheduler objects beyond tensors.
+            payload = torch.load(self.path, map_location="cpu", weights_only=False)
+        except Exception as exc:  # a torn file cannot exist (atomic writes) but a foreign one can
+            log.warning("ignoring unreadable checkpoint %s (%s); starting over", self.path, exc)
+            return False
+        if payload.get("fingerprint") != self.fingerprint:
+            log.info("checkpoint %s belongs to other settings or inputs; starting over", self.path)
+            return False
+        state.load_state_dict(payload["state"])
+        log.info("resumed from %s after epoch %d", self.path, state.epoch)
+        return True
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+        try:
+            self.path.parent.rmdir()
+        except OSError:
+            pass
+
+
+# --------------------------------------------------------------------------- run drivers
+
+
+def model_payload(state: TrainState, experiment: dict, seed: int, classes: list[str], device: torch.device) -> dict:
+    return {
+        "state_dict": state.best_weights,
+        "best_epoch": state.best_epoch,
+        "epochs_run": state.epoch,
+        "stopped_early": state.stopped_early,
+        "train_device": device.type,
+        "experiment": dict(experiment),
+        "seed": int(seed),
+        "classes": list(classes),
+    }
+
+
+def load_model_payload(path: Path | str) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path} (run the training job first)")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or "state_dict" not in payload:
+        raise ValueError(f"{path}: not a fashion-rembg model file (expected a dict with 'state_dict')")
+    return payload
+
+
+def train_run(
+    *,
+    experiment: dict,
+    seed: int,
+    threads: int,
+    images: np.ndarray,
+    targets: np.ndarray,
+    manifest: pd.DataFrame,
+    manifest_path: Path | str,
+    classes: list[str],
+    build_model: Callable[[], nn.Module],
+    ops: TaskOps,
+    model_out: Path | str,
+    history_out: Path | str,
+    checkpoint_dir: Path | str | None = None,
+    fingerprint_inputs: Sequence[Path | str | None] = (),
+) -> dict:
+    """Train one (experiment, seed) with resume; write ``model_out`` and ``history_out``.
+
+    Returns the model payload without the weights.
+    """
+    cfg = TrainConfig.from_experiment(experiment, seed)
+    label = f"{experiment.get('id', '?')} seed {seed}"
+    seed_everything(seed, threads)
+    device = pick_device()
+    model = build_model().to(device)
+    if device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+
+    def feeder(split: str) -> BatchFeeder:
+        rows = split_indices(manifest, split, source=str(manifest_path))
+        return BatchFeeder(images, targets, rows, batch_size=cfg.batch_size, device=device, input_size=cfg.input_size)
+
+    train, val = feeder("train"), feeder("val")
+    state = TrainState.create(model, cfg, device)
+    ckpt = None
+    if checkpoint_dir is not None:
+        ckpt = Checkpointer(checkpoint_dir, input_fingerprint(experiment, seed, fingerprint_inputs))
+        ckpt.restore(state)
+    fit(state, train=train, val=val, task=ops, cfg=cfg, history_path=Path(history_out),
+        on_epoch_end=ckpt.save if ckpt else None, label=label)  # fmt: skip
+    if state.best_weights is None:
+        raise RuntimeError(f"{label}: no epoch was trained")
+    # Rewritten here too: a run resumed after its last epoch trains none and must still write it.
+    write_csv_atomic(Path(history_out), state.history, HISTORY_FIELDS)
+    payload = model_payload(state, experiment, seed, classes, device)
+    save_torch_atomic(Path(model_out), payload)
+    if ckpt is not None:
+        ckpt.clear()
+    return {k: v for k, v in payload.items() if k != "state_dict"}
+
+
+def run_metadata(experiment: dict, seed: int, device: torch.device | str, classes: list[str], metrics: dict) -> dict:
     """The metrics.json document (CONTRACTS.md): no timings or paths, so it is reproducible."""
     return {
         "experiment": dict(experiment),
         "seed": int(seed),
-        "device": device.type,
+        "device": torch.device(device).type,
         "classes": list(classes),
         "metrics": metrics,
     }

@@ -1,8 +1,10 @@
-"""Semantic segmentation training (ModaNet-like stores with per-pixel class maps)."""
+"""Semantic segmentation (ModaNet-like stores with per-pixel class maps): training and
+cross-condition evaluation."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -13,22 +15,21 @@ from fashion_rembg.models.segmenters import build_segmenter
 from fashion_rembg.training.common import (
     BatchFeeder,
     TrainConfig,
-    TrainState,
+    _amp_dtype,
     evaluate,
-    fit,
+    load_model_payload,
     open_store,
     pick_device,
     require_keys,
-    restore_best,
     run_metadata,
     save_npz_atomic,
-    save_torch_atomic,
     seed_everything,
     split_indices,
+    train_run,
     write_json_atomic,
 )
 
-__all__ = ["REQUIRED_KEYS", "SegmentationOps", "train_segmenter"]
+__all__ = ["REQUIRED_KEYS", "SegmentationOps", "evaluate_segmenter", "train_segmenter"]
 
 REQUIRED_KEYS = (
     "id", "task", "dataset", "arch", "variant", "encoder", "epochs", "batch_size", "lr",
@@ -73,15 +74,47 @@ class _ConfusionTracker:
 
 
 class SegmentationOps:
-    def __init__(self, names: list[str]) -> None:
+    def __init__(self, names: list[str], keep_predictions: bool = False) -> None:
         self.names = names
-        self.keep_predictions = False
+        self.keep_predictions = keep_predictions
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits, targets)
+        return F.cross_entropy(logits.float(), targets)
 
     def tracker(self) -> _ConfusionTracker:
         return _ConfusionTracker(len(self.names), self.names, self.keep_predictions)
+
+    def train_tracker(self) -> _ConfusionTracker:
+        return _ConfusionTracker(len(self.names), self.names)
+
+
+def _segmentation_store(images: Path, classmaps: Path, manifest: Path, classes: Path, size=None):
+    store = open_store(manifest, images, classes, classmaps, task="segmentation")
+    names, cmaps = store.classes, store.classmaps
+    assert names is not None and cmaps is not None
+    h, w = size or store.images.shape[1:3]
+    if h % _STRIDE or w % _STRIDE:
+        raise ValueError(
+            f"{images}: segmentation needs image height and width divisible by {_STRIDE}, got {h}x{w}; "
+            "choose a store_size (or input_size) that is a multiple of 32"
+        )
+    return store, names, cmaps
+
+
+def _check_class_maps(store, cmaps, names, classmaps, classes, manifest) -> None:
+    # Out-of-range class indices would make cross-entropy fail with an opaque device assert.
+    for split in ("train", "val", "test"):
+        rows = np.sort(split_indices(store.manifest, split, source=str(manifest)))
+        top = max(int(cmaps[rows[i : i + 256]].max()) for i in range(0, len(rows), 256))
+        if top >= len(names):
+            raise ValueError(f"{classmaps}: {split} class maps contain index {top} but {classes} lists {len(names)} classes")
+
+
+def _model_builder(experiment: dict, num_classes: int, torch_home, init: str):
+    def build():
+        return build_segmenter(experiment["arch"], experiment["encoder"], num_classes, init=init, torch_home=torch_home)
+
+    return build
 
 
 def train_segmenter(
@@ -90,72 +123,96 @@ def train_segmenter(
     classmaps: Path,
     manifest: Path,
     classes: Path,
-    out_dir: Path,
+    model_out: Path,
+    history_out: Path,
+    experiment: dict,
+    seed: int,
+    threads: int = 1,
+    checkpoint_dir: Path | None = None,
+    torch_home: Path | None = None,
+) -> dict:
+    """Train ``experiment['arch']`` / ``experiment['encoder']`` with pixel cross-entropy, keeping
+    the best epoch on val mIoU. Writes ``model_out`` and ``history_out`` (score = mIoU); with
+    ``checkpoint_dir`` a rerun resumes from the last finished epoch.
+    """
+    require_keys(experiment, REQUIRED_KEYS, task="segmentation")
+    cfg = TrainConfig.from_experiment(experiment, seed)
+    store, names, cmaps = _segmentation_store(images, classmaps, manifest, classes, cfg.input_size)
+    _check_class_maps(store, cmaps, names, classmaps, classes, manifest)
+    return train_run(
+        experiment=experiment,
+        seed=seed,
+        threads=threads,
+        images=store.images,
+        targets=cmaps,  # indexed by store row like the images, so flips/crops move both
+        manifest=store.manifest,
+        manifest_path=manifest,
+        classes=names,
+        build_model=_model_builder(experiment, len(names), torch_home, experiment.get("init", "scratch")),
+        ops=SegmentationOps(names),
+        model_out=model_out,
+        history_out=history_out,
+        checkpoint_dir=checkpoint_dir,
+        fingerprint_inputs=[images, classmaps, manifest, classes],
+    )
+
+
+def evaluate_segmenter(
+    *,
+    model: Path,
+    classmaps: Path,
+    manifest: Path,
+    classes: Path,
+    conditions: Sequence[dict],
+    metrics_out: Path,
+    predictions_out: Path,
     experiment: dict,
     seed: int,
     threads: int = 1,
 ) -> dict:
-    """Train ``experiment['arch']`` / ``experiment['encoder']`` with pixel cross-entropy, pick the
-    best epoch on val mIoU and evaluate it on test.
+    """Evaluate a trained segmenter on the test split of every image condition (first = its own).
 
-    Writes into ``out_dir``: ``metrics.json`` (CONTRACTS.md; also returned), ``history.csv``
-    (score = mIoU), ``model.pt`` (best-on-val state dict) and ``predictions.npz`` (test
-    ``predictions`` as uint8 class maps, ``ids``).
+    metrics.json: ``metrics`` on the own condition (+ best epoch), ``cross`` for all conditions;
+    predictions.npz: ``ids``, ``conditions`` and ``predictions_<key>`` (uint8 class maps).
     """
     require_keys(experiment, REQUIRED_KEYS, task="segmentation")
+    if not conditions:
+        raise ValueError("evaluate_segmenter: no test conditions given")
     cfg = TrainConfig.from_experiment(experiment, seed)
-    out_dir = Path(out_dir)
-    label = f"{experiment['id']} seed {seed}"
-
-    store = open_store(manifest, images, classes, classmaps, task="segmentation")
-    names = store.classes
-    cmaps = store.classmaps
-    assert names is not None and cmaps is not None
-    h, w = store.images.shape[1:3]
-    if h % _STRIDE or w % _STRIDE:
-        raise ValueError(
-            f"{images}: segmentation needs image height and width divisible by {_STRIDE}, got {h}x{w}; "
-            "choose a store_size that is a multiple of 32"
-        )
-    df = store.manifest
-
+    payload = load_model_payload(model)
     seed_everything(seed, threads)
     device = pick_device()
-    model = build_segmenter(experiment["arch"], experiment["encoder"], len(names)).to(device)
-
-    def feeder(split: str) -> BatchFeeder:
-        rows = split_indices(df, split, source=str(manifest))
-        # Class maps are indexed by store row like the images, so flips apply to both together.
-        return BatchFeeder(store.images, cmaps, rows, batch_size=cfg.batch_size, device=device)
-
-    train, val, test = feeder("train"), feeder("val"), feeder("test")
-    # Out-of-range class indices would make cross-entropy fail with an opaque device assert.
-    for name, f in (("train", train), ("val", val), ("test", test)):
-        rows = np.sort(f.rows)
-        top = max(int(cmaps[rows[i : i + 256]].max()) for i in range(0, len(rows), 256))
-        if top >= len(names):
-            raise ValueError(
-                f"{classmaps}: {name} class maps contain index {top} but {classes} lists {len(names)} classes"
-            )
-
-    ops = SegmentationOps(names)
-    state = TrainState.create(model, cfg, device)
-    fit(state, train=train, val=val, task=ops, cfg=cfg, history_path=out_dir / "history.csv", label=label)
-
-    restore_best(state)
-    ops.keep_predictions = True
-    _, tracker = evaluate(state.model, test, ops)
-    metrics = tracker.metrics()
-    metrics["best_epoch"] = state.best_epoch
-
-    save_torch_atomic(out_dir / "model.pt", state.best_weights)
-    rows = np.concatenate(tracker.rows)
-    ids = dict(zip(df["index"].to_numpy().tolist(), df["id"].tolist()))
-    save_npz_atomic(
-        out_dir / "predictions.npz",
-        predictions=np.concatenate(tracker.predictions),
-        ids=np.array([ids[int(r)] for r in rows], dtype=str),
-    )
-    result = run_metadata(experiment, seed, device, names, metrics)
-    write_json_atomic(out_dir / "metrics.json", result)
+    net, names, ids_ref = None, None, None
+    cross, arrays = [], {}
+    for cond in conditions:
+        store, names, cmaps = _segmentation_store(Path(cond["images"]), classmaps, manifest, classes, cfg.input_size)
+        if list(payload.get("classes", names)) != names:
+            raise ValueError(f"{model}: trained on classes {payload.get('classes')} but {classes} lists {names}")
+        if net is None:
+            net = _model_builder(experiment, len(names), None, "scratch")()
+            net.load_state_dict(payload["state_dict"])
+            net = net.to(device)
+            if device.type == "cuda":
+                net = net.to(memory_format=torch.channels_last)
+        rows = split_indices(store.manifest, "test", source=str(manifest))
+        feeder = BatchFeeder(store.images, cmaps, rows, batch_size=cfg.batch_size, device=device,
+                             input_size=cfg.input_size)  # fmt: skip
+        _, tracker = evaluate(net, feeder, SegmentationOps(names, keep_predictions=True), _amp_dtype(device, cfg.amp))
+        cross.append({"key": cond["key"], "variant": cond["variant"], "sod": cond.get("sod"),
+                      "fill": cond.get("fill"), "metrics": tracker.metrics()})  # fmt: skip
+        arrays[f"predictions_{cond['key']}"] = np.concatenate(tracker.predictions)
+        id_of = dict(zip(store.manifest["index"].to_numpy().tolist(), store.manifest["id"].tolist()))
+        ids = np.array([id_of[int(r)] for r in np.concatenate(tracker.rows)], dtype=str)
+        if ids_ref is None:
+            ids_ref = ids
+        elif not np.array_equal(ids, ids_ref):
+            raise ValueError(f"{cond['images']}: test rows differ from {conditions[0]['images']}")
+    own = dict(cross[0]["metrics"])
+    own["best_epoch"] = int(payload["best_epoch"])
+    own["epochs_run"] = int(payload["epochs_run"])
+    result = run_metadata(experiment, seed, payload.get("train_device", device.type), names, own)
+    result["cross"] = cross
+    save_npz_atomic(Path(predictions_out), ids=ids_ref,
+                    conditions=np.array([c["key"] for c in conditions], dtype=str), **arrays)  # fmt: skip
+    write_json_atomic(Path(metrics_out), result)
     return result

@@ -1,0 +1,24 @@
+"""config/paper.yaml plans the whole study (>= 300 training jobs) against a FashionStyle14-sized
+store; the timing itself is measured by benchmarks/paper_dryrun.py."""
+from __future__ import annotations
+
+import sys
+
+from workflow_helpers import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from paper_dryrun import FS14_IMAGES, dry_run, fake_paper_workdir  # noqa: E402
+
+
+def test_paper_dry_run_plans_the_study(tmp_path):
+    configfile = fake_paper_workdir(tmp_path)
+    manifest = tmp_path / "results" / "data" / "fashionstyle14" / "manifest.tsv"
+    assert len(manifest.read_text().splitlines()) == FS14_IMAGES + 1
+    seconds, jobs, out = dry_run(tmp_path, configfile)
+    assert jobs["train_classifier"] >= 300 and jobs["evaluate_classifier"] == jobs["train_classifier"]
+    assert jobs["train_segmenter"] == jobs["evaluate_segmenter"] > 0
+    # Placed files are sources: nothing is re-fetched or re-prepared.
+    for rule in ("fetch_torchvision_weights", "prepare_fashionstyle14", "prepare_modanet", "saliency_plan"):
+        assert rule not in jobs, (rule, jobs)
+    assert jobs["aggregate"] == 1 and jobs["figure_cross_condition"] == 1
+    print(f"paper dry run: {seconds:.1f} s, {jobs['total']} jobs")

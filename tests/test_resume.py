@@ -1,0 +1,94 @@
+"""Resume after kill -9: a training killed after epoch k and rerun ends byte-identical to an
+uninterrupted run (CPU); a checkpoint of other settings is not resumed."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from fashion_rembg.training.classification import train_classifier
+from training_helpers import CLS_EXPERIMENT, make_classification_store, train_and_evaluate_cls
+
+TESTS = Path(__file__).resolve().parent
+# Dropout (global RNG), RandAugment (per-epoch generator), BN and a cosine schedule all resume.
+EXPERIMENT = {**CLS_EXPERIMENT, "epochs": 4, "dropout": 0.3, "augment": "randaugment"}
+
+DRIVER = """
+import os, signal, sys
+sys.path.insert(0, {tests!r})
+import fashion_rembg.training.common as common
+from fashion_rembg.training.classification import train_classifier
+
+save = common.Checkpointer.save
+
+def save_then_die(self, state):
+    save(self, state)
+    if state.epoch == {kill_after}:
+        os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no atexit: like kill -9
+
+common.Checkpointer.save = save_then_die
+store, out = sys.argv[1], sys.argv[2]
+train_classifier(images=f"{{store}}/images.npy", manifest=f"{{store}}/manifest.tsv",
+                 classes=f"{{store}}/classes.json", model_out=f"{{out}}/model.pt",
+                 history_out=f"{{out}}/history.csv", experiment={experiment!r}, seed=3, threads=1,
+                 checkpoint_dir=f"{{out}}/ckpt")
+"""
+
+
+def _kill_after(store: Path, out: Path, epoch: int, experiment: dict = EXPERIMENT) -> None:
+    code = DRIVER.format(tests=str(TESTS), kill_after=epoch, experiment=experiment)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run([sys.executable, "-c", code, str(store), str(out)], capture_output=True, text=True, env=env)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> Path:
+    return make_classification_store(tmp_path_factory.mktemp("store"), per_split=(20, 6, 6))
+
+
+@pytest.fixture(scope="module")
+def reference(store, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("reference")
+    train_and_evaluate_cls(store, out, seed=3, **{k: v for k, v in EXPERIMENT.items() if k in CLS_EXPERIMENT})
+    return out
+
+
+def test_killed_run_resumes_and_matches_uninterrupted_run(store, reference, tmp_path, caplog):
+    _kill_after(store, tmp_path, epoch=2)
+    ckpt = tmp_path / "ckpt" / "last.pt"
+    assert ckpt.is_file() and not (tmp_path / "model.pt").exists()
+    assert torch.load(ckpt, weights_only=False)["state"]["epoch"] == 2
+    assert len((tmp_path / "history.csv").read_text().splitlines()) == 1 + 2
+
+    with caplog.at_level(logging.INFO, logger="fashion_rembg.training.common"):
+        train_and_evaluate_cls(store, tmp_path, seed=3, checkpoint_dir=tmp_path / "ckpt",
+                               **{k: v for k, v in EXPERIMENT.items() if k in CLS_EXPERIMENT})  # fmt: skip
+    assert "after epoch 2" in caplog.text  # it did resume, not start over
+    epochs_trained = [r.getMessage() for r in caplog.records if "train_loss" in r.getMessage()]
+    assert len(epochs_trained) == 2  # epochs 3 and 4 only
+    for name in ("metrics.json", "history.csv", "predictions.npz"):
+        assert (tmp_path / name).read_bytes() == (reference / name).read_bytes(), name
+    resumed, uninterrupted = torch.load(tmp_path / "model.pt"), torch.load(reference / "model.pt")
+    assert all(torch.equal(resumed["state_dict"][k], v) for k, v in uninterrupted["state_dict"].items())
+    assert not ckpt.exists()  # removed once the outputs exist
+
+
+def test_checkpoint_of_other_settings_is_not_resumed(store, tmp_path, caplog):
+    _kill_after(store, tmp_path, epoch=1)
+    changed = {**EXPERIMENT, "lr": 0.02, "epochs": 2}
+    kwargs = dict(images=store / "images.npy", manifest=store / "manifest.tsv", classes=store / "classes.json",
+                  history_out=tmp_path / "history.csv", seed=3, threads=1)  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="fashion_rembg.training.common"):
+        train_classifier(model_out=tmp_path / "model.pt", experiment=changed, checkpoint_dir=tmp_path / "ckpt", **kwargs)
+    assert "other settings or inputs" in caplog.text
+    fresh = tmp_path / "fresh"
+    train_classifier(model_out=fresh / "model.pt", experiment=changed, **{**kwargs, "history_out": fresh / "h.csv"})
+    assert (tmp_path / "history.csv").read_bytes() == (fresh / "h.csv").read_bytes()

@@ -1,0 +1,9 @@
+from fashion_rembg.training.classification import evaluate_classifier
+from fashion_rembg.workflow_io import log_to
+
+with log_to(snakemake.log[0]):
+    evaluate_classifier(model=snakemake.input.model, manifest=snakemake.input.manifest,
+                        classes=snakemake.input.classes, conditions=snakemake.params.conditions,
+                        metrics_out=snakemake.output.metrics, predictions_out=snakemake.output.predictions,
+                        experiment=snakemake.params.experiment, seed=int(snakemake.wildcards.seed),
+                        threads=snakemake.threads)
