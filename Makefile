@@ -29,4 +29,4 @@ lint: $(STAMP)
 	$(BIN)/snakemake --lint
 
 clean:
-	rm -rf results .snakemake resources/demo resources/rembg_models/demo-sod.onnx
+	rm -rf results .snakemake resources/demo resources/torch-demo resources/rembg_models/demo-sod.onnx
