@@ -9,11 +9,12 @@ chunk by chunk gives exactly the whole-array result.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
+
+from ..npy_io import atomic_npy
 
 # Gaussian sigma of the "blur" fill, as a fraction of the longer image side:
 # strong enough to remove the background's structure, keep its colours.
@@ -132,27 +133,14 @@ def write_composites(
         )
     _check(images[:0], masks[:0], fill)
     mc = dataset_mean_color(images) if fill == "mean" and images.size else None
-    out_npy.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_npy.with_name(f".{out_npy.name}.tmp{os.getpid()}")
-    try:
-        if images.size == 0:
-            with open(tmp, "wb") as f:
-                np.save(f, np.empty(images.shape, dtype=np.uint8))
-        else:
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=images.shape)
-            for s in range(0, len(images), chunk):
-                out[s : s + chunk] = composite(
-                    np.asarray(images[s : s + chunk]),
-                    np.asarray(masks[s : s + chunk]),
-                    fill,
-                    seed=seed,
-                    offset=s,
-                    mean_color=mc,
-                )
-            out.flush()
-            del out  # close the memmap before the rename
-        os.replace(tmp, out_npy)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_npy(out_npy, images.shape) as out:
+        for s in range(0, len(images), chunk):
+            out[s : s + chunk] = composite(
+                np.asarray(images[s : s + chunk]),
+                np.asarray(masks[s : s + chunk]),
+                fill,
+                seed=seed,
+                offset=s,
+                mean_color=mc,
+            )
     return out_npy

@@ -14,7 +14,6 @@ or to rembg's own ``predict``.
 from __future__ import annotations
 
 import logging
-import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Iterator
@@ -22,6 +21,7 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
+from ..npy_io import atomic_npy
 from .registry import CONTRACTS, MASK_OPTIONS, Contract
 
 log = logging.getLogger(__name__)
@@ -311,20 +311,8 @@ def write_masks(
         raise ValueError(f"shard [{start}, {stop}) is outside {images_npy} ({n_all} images)")
     view = images[start:stop]
     n = stop - start
-    out_npy.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_npy.with_name(f".{out_npy.name}.tmp{os.getpid()}")
-    try:
-        if n == 0 or h == 0 or w == 0:
-            with open(tmp, "wb") as f:  # a zero-size memmap cannot be created
-                np.save(f, np.empty((n, h, w), dtype=np.uint8))
-        else:
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, h, w))
+    with atomic_npy(out_npy, (n, h, w)) as out:
+        if out.size:
             for s, masks in predictor.stream(view):
                 out[s : s + len(masks)] = masks
-            out.flush()
-            del out  # close the memmap before the rename
-        os.replace(tmp, out_npy)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return out_npy
