@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from PIL import Image
 from pycocotools import mask as mask_utils
 
@@ -21,7 +20,7 @@ from ..errors import DataError
 from .archives import reject_non_data, sniff
 from .imaging import open_raw, orientation, transpose_like
 from .parallel import ordered_map
-from .store import MANIFEST_COLUMNS, StoreWriter, fit_image, to_rgb, write_json, write_tsv
+from .store import StoreWriter, fit_image, split_counts, to_rgb, write_store_tables
 
 log = logging.getLogger(__name__)
 
@@ -302,13 +301,8 @@ def write_segmentation_store(out_dir: Path, items: list[dict], work, open_contex
         writer.abort()
         raise
     count = writer.finish()
-    manifest = pd.DataFrame(manifest_rows, columns=MANIFEST_COLUMNS[1:])
-    manifest.insert(0, "index", range(count))
-    write_tsv(manifest, out_dir / "manifest.tsv")
-    write_tsv(pd.DataFrame(quarantine, columns=["source", "reason"]), out_dir / "quarantine.tsv")
-    write_json({"task": "segmentation", "classes": classes}, out_dir / "classes.json")
-    summary = {"images": count, "quarantined": len(quarantine),
-               "splits": {k: int(v) for k, v in manifest["split"].value_counts().sort_index().items()}}
+    manifest = write_store_tables(out_dir, manifest_rows, quarantine, "segmentation", classes)
+    summary = {"images": count, "quarantined": len(quarantine), "splits": split_counts(manifest)}
     log.info("%s prepared: %s", dataset, summary)
     if count == 0:
         raise DataError(f"{dataset}: no usable labelled image; see {out_dir / 'quarantine.tsv'}")

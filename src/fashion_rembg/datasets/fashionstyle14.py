@@ -7,14 +7,13 @@ import re
 import unicodedata
 from pathlib import Path
 
-import pandas as pd
 from PIL import Image
 
 from ..errors import DataError
 from .archives import find_dir
 from .imaging import DECODE_ERRORS, open_raw, store_row
 from .parallel import ordered_map
-from .store import MANIFEST_COLUMNS, StoreWriter, to_rgb, write_json, write_tsv
+from .store import StoreWriter, split_counts, to_rgb, write_store_tables
 
 log = logging.getLogger(__name__)
 
@@ -173,14 +172,10 @@ def prepare_fashionstyle14(root: Path, out_dir: Path, store_size: tuple[int, int
         writer.abort()
         raise
     count = writer.finish()
-    manifest = pd.DataFrame(rows, columns=MANIFEST_COLUMNS[1:])
-    manifest.insert(0, "index", range(count))
-    write_tsv(manifest, out_dir / "manifest.tsv")
-    write_tsv(pd.DataFrame(quarantine, columns=["source", "reason"]), out_dir / "quarantine.tsv")
-    write_json({"task": "classification", "classes": list(STYLES)}, out_dir / "classes.json")
+    manifest = write_store_tables(out_dir, rows, quarantine, "classification", list(STYLES))
     converted = manifest["note"].astype(bool).sum()
     summary = {"images": count, "quarantined": len(quarantine), "converted": int(converted),
-               "splits": {k: int(v) for k, v in manifest["split"].value_counts().sort_index().items()}}
+               "splits": split_counts(manifest)}
     log.info("FashionStyle14 prepared: %s", summary)
     if count == 0:
         raise DataError(f"FashionStyle14: no usable image under {root}; see {out_dir / 'quarantine.tsv'}")

@@ -129,6 +129,22 @@ def write_json(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def write_store_tables(out_dir: Path, manifest_rows: list[dict], quarantine: list[dict], task: str,
+                       classes: list[str]) -> pd.DataFrame:
+    """manifest.tsv (rows in store order), quarantine.tsv and classes.json of a finished store."""
+    out_dir = Path(out_dir)
+    manifest = pd.DataFrame(manifest_rows, columns=MANIFEST_COLUMNS[1:])
+    manifest.insert(0, "index", range(len(manifest)))
+    write_tsv(manifest, out_dir / "manifest.tsv")
+    write_tsv(pd.DataFrame(quarantine, columns=["source", "reason"]), out_dir / "quarantine.tsv")
+    write_json({"task": task, "classes": list(classes)}, out_dir / "classes.json")
+    return manifest
+
+
+def split_counts(manifest: pd.DataFrame) -> dict[str, int]:
+    return {k: int(v) for k, v in manifest["split"].value_counts().sort_index().items()}
+
+
 def read_manifest(path: Path) -> pd.DataFrame:
     return pd.read_csv(path, sep="\t", dtype={"id": str, "source": str, "label": str, "note": str},
                        keep_default_na=False)
