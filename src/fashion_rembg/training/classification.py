@@ -15,17 +15,20 @@ from fashion_rembg.training.common import (
     BatchFeeder,
     TrainConfig,
     _amp_dtype,
+    check_trained_classes,
+    cross_entry,
     evaluate,
     load_model_payload,
+    load_trained_model,
     open_store,
     pick_device,
     require_keys,
-    run_metadata,
-    save_npz_atomic,
+    same_test_rows,
     seed_everything,
     split_indices,
+    test_row_ids,
     train_run,
-    write_json_atomic,
+    write_evaluation,
 )
 
 __all__ = ["REQUIRED_KEYS", "ClassificationOps", "evaluate_classifier", "train_classifier"]
@@ -191,39 +194,23 @@ def evaluate_classifier(
     payload = load_model_payload(model)
     seed_everything(seed, threads)
     device = pick_device()
-    names = None
-    cross, arrays, ids_ref, labels_ref = [], {}, None, None
+    net, names, ids_ref, labels_ref = None, None, None, None
+    cross, arrays = [], {}
     for cond in conditions:
         store, names, labels = _labelled_store(Path(cond["images"]), manifest, classes)
-        if list(payload.get("classes", names)) != names:
-            raise ValueError(f"{model}: trained on classes {payload.get('classes')} but {classes} lists {names}")
+        check_trained_classes(payload, names, model, classes)
         size = cfg.input_size or tuple(store.images.shape[1:3])
-        if not cross:
-            net = _model_builder(experiment, len(names), size, None, "scratch")()
-            net.load_state_dict(payload["state_dict"])
-            net = net.to(device)
-            if device.type == "cuda":
-                net = net.to(memory_format=torch.channels_last)
+        if net is None:
+            net = load_trained_model(payload, _model_builder(experiment, len(names), size, None, "scratch"), device)
         rows = split_indices(store.manifest, "test", source=str(manifest))
         feeder = BatchFeeder(store.images, labels, rows, batch_size=cfg.batch_size, device=device, input_size=size)
         _, tracker = evaluate(net, feeder, ClassificationOps(cfg.label_smoothing), _amp_dtype(device, cfg.amp))
         logits, y, order = tracker.arrays()
-        metrics = classification_metrics(logits, y, len(names))
-        cross.append({"key": cond["key"], "variant": cond["variant"], "sod": cond.get("sod"),
-                      "fill": cond.get("fill"), "metrics": metrics})  # fmt: skip
+        cross.append(cross_entry(cond, classification_metrics(logits, y, len(names))))
         arrays[f"logits_{cond['key']}"] = logits
-        id_of = dict(zip(store.manifest["index"].to_numpy().tolist(), store.manifest["id"].tolist()))
-        ids = np.array([id_of[int(r)] for r in order], dtype=str)
-        if ids_ref is None:
-            ids_ref, labels_ref = ids, y
-        elif not np.array_equal(ids, ids_ref):
-            raise ValueError(f"{cond['images']}: test rows differ from {conditions[0]['images']}")
-    own = dict(cross[0]["metrics"])
-    own["best_epoch"] = int(payload["best_epoch"])
-    own["epochs_run"] = int(payload["epochs_run"])
-    result = run_metadata(experiment, seed, payload.get("train_device", device.type), names, own)
-    result["cross"] = cross
-    save_npz_atomic(Path(predictions_out), ids=ids_ref, labels=labels_ref,
-                    conditions=np.array([c["key"] for c in conditions], dtype=str), **arrays)  # fmt: skip
-    write_json_atomic(Path(metrics_out), result)
+        ids_ref = same_test_rows(ids_ref, test_row_ids(store.manifest, order), conditions, cond)
+        labels_ref = y if labels_ref is None else labels_ref
+    result = write_evaluation(experiment=experiment, seed=seed, payload=payload, device=device, names=names,
+                              cross=cross, conditions=conditions, metrics_out=metrics_out,
+                              predictions_out=predictions_out, ids=ids_ref, labels=labels_ref, **arrays)
     return result

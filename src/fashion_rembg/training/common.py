@@ -803,9 +803,7 @@ def train_run(
     label = f"{experiment.get('id', '?')} seed {seed}"
     seed_everything(seed, threads)
     device = pick_device()
-    model = build_model().to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = place_model(build_model(), device)
 
     def feeder(split: str) -> BatchFeeder:
         rows = split_indices(manifest, split, source=str(manifest_path))
@@ -828,6 +826,54 @@ def train_run(
     if ckpt is not None:
         ckpt.clear()
     return {k: v for k, v in payload.items() if k != "state_dict"}
+
+
+def place_model(model: nn.Module, device: torch.device) -> nn.Module:
+    model = model.to(device)
+    return model.to(memory_format=torch.channels_last) if device.type == "cuda" else model
+
+
+# Evaluation of a trained model on the test split of several image conditions (both tasks).
+def load_trained_model(payload: dict, build_model: Callable[[], nn.Module], device: torch.device) -> nn.Module:
+    model = build_model()
+    model.load_state_dict(payload["state_dict"])
+    return place_model(model, device)
+
+
+def check_trained_classes(payload: dict, names: list[str], model_path, classes_path) -> None:
+    if list(payload.get("classes", names)) != names:
+        raise ValueError(f"{model_path}: trained on classes {payload.get('classes')} but {classes_path} lists {names}")
+
+
+def test_row_ids(manifest: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
+    id_of = dict(zip(manifest["index"].to_numpy().tolist(), manifest["id"].tolist()))
+    return np.array([id_of[int(r)] for r in rows], dtype=str)
+
+
+def same_test_rows(ids_ref: np.ndarray | None, ids: np.ndarray, conditions: Sequence[dict], cond: dict) -> np.ndarray:
+    """Every condition must be tested on the same rows, in the same order, as the first."""
+    if ids_ref is not None and not np.array_equal(ids, ids_ref):
+        raise ValueError(f"{cond['images']}: test rows differ from {conditions[0]['images']}")
+    return ids if ids_ref is None else ids_ref
+
+
+def cross_entry(cond: dict, metrics: dict) -> dict:
+    return {"key": cond["key"], "variant": cond["variant"], "sod": cond.get("sod"), "fill": cond.get("fill"),
+            "metrics": metrics}  # fmt: skip
+
+
+def write_evaluation(*, experiment: dict, seed: int, payload: dict, device: torch.device, names: list[str],
+                     cross: list[dict], conditions: Sequence[dict], metrics_out, predictions_out,
+                     **arrays: np.ndarray) -> dict:
+    """metrics.json (own condition + best epoch, and ``cross``) and predictions.npz, written last."""
+    own = dict(cross[0]["metrics"])
+    own["best_epoch"] = int(payload["best_epoch"])
+    own["epochs_run"] = int(payload["epochs_run"])
+    result = run_metadata(experiment, seed, payload.get("train_device", device.type), names, own)
+    result["cross"] = cross
+    save_npz_atomic(Path(predictions_out), conditions=np.array([c["key"] for c in conditions], dtype=str), **arrays)
+    write_json_atomic(Path(metrics_out), result)
+    return result
 
 
 def run_metadata(experiment: dict, seed: int, device: torch.device | str, classes: list[str], metrics: dict) -> dict:

@@ -16,17 +16,20 @@ from fashion_rembg.training.common import (
     BatchFeeder,
     TrainConfig,
     _amp_dtype,
+    check_trained_classes,
+    cross_entry,
     evaluate,
     load_model_payload,
+    load_trained_model,
     open_store,
     pick_device,
     require_keys,
-    run_metadata,
-    save_npz_atomic,
+    same_test_rows,
     seed_everything,
     split_indices,
+    test_row_ids,
     train_run,
-    write_json_atomic,
+    write_evaluation,
 )
 
 __all__ = ["REQUIRED_KEYS", "SegmentationOps", "evaluate_segmenter", "train_segmenter"]
@@ -186,33 +189,17 @@ def evaluate_segmenter(
     cross, arrays = [], {}
     for cond in conditions:
         store, names, cmaps = _segmentation_store(Path(cond["images"]), classmaps, manifest, classes, cfg.input_size)
-        if list(payload.get("classes", names)) != names:
-            raise ValueError(f"{model}: trained on classes {payload.get('classes')} but {classes} lists {names}")
+        check_trained_classes(payload, names, model, classes)
         if net is None:
-            net = _model_builder(experiment, len(names), None, "scratch")()
-            net.load_state_dict(payload["state_dict"])
-            net = net.to(device)
-            if device.type == "cuda":
-                net = net.to(memory_format=torch.channels_last)
+            net = load_trained_model(payload, _model_builder(experiment, len(names), None, "scratch"), device)
         rows = split_indices(store.manifest, "test", source=str(manifest))
         feeder = BatchFeeder(store.images, cmaps, rows, batch_size=cfg.batch_size, device=device,
                              input_size=cfg.input_size)  # fmt: skip
         _, tracker = evaluate(net, feeder, SegmentationOps(names, keep_predictions=True), _amp_dtype(device, cfg.amp))
-        cross.append({"key": cond["key"], "variant": cond["variant"], "sod": cond.get("sod"),
-                      "fill": cond.get("fill"), "metrics": tracker.metrics()})  # fmt: skip
+        cross.append(cross_entry(cond, tracker.metrics()))
         arrays[f"predictions_{cond['key']}"] = np.concatenate(tracker.predictions)
-        id_of = dict(zip(store.manifest["index"].to_numpy().tolist(), store.manifest["id"].tolist()))
-        ids = np.array([id_of[int(r)] for r in np.concatenate(tracker.rows)], dtype=str)
-        if ids_ref is None:
-            ids_ref = ids
-        elif not np.array_equal(ids, ids_ref):
-            raise ValueError(f"{cond['images']}: test rows differ from {conditions[0]['images']}")
-    own = dict(cross[0]["metrics"])
-    own["best_epoch"] = int(payload["best_epoch"])
-    own["epochs_run"] = int(payload["epochs_run"])
-    result = run_metadata(experiment, seed, payload.get("train_device", device.type), names, own)
-    result["cross"] = cross
-    save_npz_atomic(Path(predictions_out), ids=ids_ref,
-                    conditions=np.array([c["key"] for c in conditions], dtype=str), **arrays)  # fmt: skip
-    write_json_atomic(Path(metrics_out), result)
+        ids_ref = same_test_rows(ids_ref, test_row_ids(store.manifest, np.concatenate(tracker.rows)), conditions, cond)
+    result = write_evaluation(experiment=experiment, seed=seed, payload=payload, device=device, names=names,
+                              cross=cross, conditions=conditions, metrics_out=metrics_out,
+                              predictions_out=predictions_out, ids=ids_ref, **arrays)
     return result
