@@ -17,13 +17,13 @@ pooled 80x80 tensors, which are computed once up front.
 
 from __future__ import annotations
 
-import os
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
+from .u2net_arch import export_batched_onnx
 
 # rembg's u2net / u2net_custom preprocessing constants (sessions/u2net_custom.py).
 U2NET_MEAN = (0.485, 0.456, 0.406)
@@ -238,27 +238,7 @@ def train_standin_sod(
         baseline = _binary_iou(np.ones_like(truth), truth)
         t_train = time.perf_counter() - t0 - t_load
 
-        onnx_path = Path(onnx_path)
-        onnx_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = onnx_path.with_name(f".{onnx_path.name}.tmp{os.getpid()}")
-        try:
-            with warnings.catch_warnings():
-                # The legacy exporter is deliberate (dynamo needs onnxscript).
-                warnings.simplefilter("ignore", DeprecationWarning)
-                torch.onnx.export(
-                    model,
-                    torch.zeros(1, 3, *U2NET_SIZE),
-                    str(tmp),
-                    input_names=["input.1"],
-                    output_names=["d0", "d1"],
-                    dynamic_axes={"input.1": {0: "batch"}, "d0": {0: "batch"}, "d1": {0: "batch"}},
-                    opset_version=17,
-                    dynamo=False,  # the dynamo exporter needs onnxscript (not installed)
-                )
-            os.replace(tmp, onnx_path)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
+        export_batched_onnx(model, onnx_path, (3, *U2NET_SIZE), ["d0", "d1"], quiet=(DeprecationWarning,))
     finally:
         torch.set_num_threads(prev_threads)
         torch.use_deterministic_algorithms(prev_det)

@@ -10,9 +10,10 @@ Weights are random: this is for timing and contract tests, not for quality.
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
+
+from ..npy_io import atomic_file
 
 
 def build_u2net(width: float = 1.0, seed: int = 0, *, small: bool = False):
@@ -142,30 +143,32 @@ def build_u2net(width: float = 1.0, seed: int = 0, *, small: bool = False):
     return model.eval()
 
 
-def export_u2net_onnx(path, *, width: float = 1.0, size: int = 320, seed: int = 0, small: bool = False) -> Path:
-    """Export U^2-Net (dynamic batch, rembg's ``u2net`` contract) to ``path`` atomically."""
+def export_batched_onnx(model, path, input_shape: tuple[int, ...], output_names: list[str], *,
+                        quiet: tuple[type[Warning], ...] = (Warning,)) -> Path:
+    """Export ``model`` with a dynamic batch axis (input ``input.1``) to ``path`` atomically.
+
+    The legacy exporter is deliberate: the dynamo one needs onnxscript, which is not installed.
+    """
     import torch
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    model = build_u2net(width, seed, small=small)
-    names = [f"d{i}" for i in range(7)]
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                model,
-                torch.zeros(1, 3, size, size),
-                str(tmp),
-                input_names=["input.1"],
-                output_names=names,
-                dynamic_axes={"input.1": {0: "batch"}, **{n: {0: "batch"} for n in names}},
-                opset_version=17,
-                dynamo=False,  # the dynamo exporter needs onnxscript (not installed)
-            )
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_file(path) as tmp, warnings.catch_warnings(), torch.no_grad():
+        for category in quiet:
+            warnings.simplefilter("ignore", category)
+        torch.onnx.export(
+            model,
+            torch.zeros(1, *input_shape),
+            str(tmp),
+            input_names=["input.1"],
+            output_names=list(output_names),
+            dynamic_axes={"input.1": {0: "batch"}, **{n: {0: "batch"} for n in output_names}},
+            opset_version=17,
+            dynamo=False,
+        )
     return path
+
+
+def export_u2net_onnx(path, *, width: float = 1.0, size: int = 320, seed: int = 0, small: bool = False) -> Path:
+    """Export U^2-Net (dynamic batch, rembg's ``u2net`` contract) to ``path`` atomically."""
+    model = build_u2net(width, seed, small=small)
+    return export_batched_onnx(model, path, (3, size, size), [f"d{i}" for i in range(7)])
