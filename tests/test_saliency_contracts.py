@@ -7,7 +7,6 @@ nothing is downloaded.
 
 from __future__ import annotations
 
-import socket
 
 import numpy as np
 import pytest
@@ -66,21 +65,13 @@ def images(n=5, h=45, w=31, seed=0):
 
 
 @pytest.fixture
-def home(tmp_path, monkeypatch):
+def home(tmp_path, monkeypatch, no_network):
     h = tmp_path / "home"
     h.mkdir()
     monkeypatch.setenv("U2NET_HOME", str(h))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    attempts = []
-
-    def refuse(*args, **kwargs):
-        attempts.append(args)
-        raise OSError("network disabled in tests")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
     yield h
-    assert attempts == []
+    assert no_network == []
 
 
 def assert_close(got, ref):

@@ -7,7 +7,6 @@ import hashlib
 import inspect
 import json
 import re
-import socket
 from pathlib import Path
 
 import numpy as np
@@ -34,18 +33,6 @@ ROOT = Path(__file__).resolve().parents[1]
 def load(name="config.yaml"):
     return yaml.safe_load((ROOT / "config" / name).read_text())
 
-
-@pytest.fixture
-def no_network(monkeypatch):
-    attempts = []
-
-    def refuse(*args, **kwargs):
-        attempts.append(args)
-        raise OSError("network disabled in tests")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "getaddrinfo", refuse)
-    return attempts
 
 
 # ------------------------------------------------------------------ rembg registry (pinned facts)
