@@ -32,6 +32,19 @@ CHUNK = 1 << 20
 __all__ = ["LFS_POINTER_PREFIX", "sniff", "reject_non_data", "safe_extract", "find_dir", "member_path"]
 
 
+# Leading bytes → file type, checked in order.
+MAGIC = (
+    (LFS_POINTER_PREFIX, "lfs-pointer"),
+    (b"PK\x03\x04", "zip"), (b"PK\x05\x06", "zip"), (b"PK\x07\x08", "zip"),
+    (b"\x1f\x8b", "tar.gz"),
+    (b"BZh", "tar.bz2"),
+    (b"\xfd7zXZ\x00", "tar.xz"),
+    (b"7z\xbc\xaf\x27\x1c", "7z"),
+    (b"Rar!", "rar"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+)  # fmt: skip
+
+
 def sniff(path: Path) -> str:
     """File type from its first bytes: zip, tar, tar.gz, tar.bz2, tar.xz, json, lfs-pointer, html,
     empty, 7z, rar, zstd or unknown. File names are not trusted (a .zip may be a tar)."""
@@ -40,22 +53,9 @@ def sniff(path: Path) -> str:
         head = fh.read(512)
     if not head:
         return "empty"
-    if head.startswith(LFS_POINTER_PREFIX):
-        return "lfs-pointer"
-    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08"):
-        return "zip"
-    if head.startswith(b"\x1f\x8b"):
-        return "tar.gz"
-    if head.startswith(b"BZh"):
-        return "tar.bz2"
-    if head.startswith(b"\xfd7zXZ\x00"):
-        return "tar.xz"
-    if head.startswith(b"7z\xbc\xaf\x27\x1c"):
-        return "7z"
-    if head.startswith(b"Rar!"):
-        return "rar"
-    if head.startswith(b"\x28\xb5\x2f\xfd"):
-        return "zstd"
+    for magic, kind in MAGIC:
+        if head.startswith(magic):
+            return kind
     if len(head) >= 262 and head[257:262] == b"ustar":
         return "tar"
     stripped = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
