@@ -84,6 +84,16 @@ _C = {
     "lavender": (205, 188, 232), "lilac": (190, 160, 210), "purple": (100, 50, 130),
     "champagne": (230, 212, 172), "silver": (192, 192, 202), "gold": (200, 165, 80),
 }
+# One signature colour per style, far apart in RGB: with probability ``style_signal`` the main
+# garment wears it, which makes the styles learnable from the garments alone (a known signal that
+# background clutter can hide and background removal can reveal).
+_SIGNATURE = {
+    "conservative": (30, 40, 90), "dressy": (120, 20, 40), "ethnic": (200, 90, 40),
+    "fairy": (190, 240, 210), "feminine": (250, 190, 200), "gal": (235, 40, 150),
+    "girlish": (230, 40, 40), "kireime-casual": (150, 180, 230), "lolita": (160, 110, 210),
+    "mode": (20, 20, 20), "natural": (110, 120, 50), "retro": (220, 170, 30),
+    "rock": (70, 20, 90), "street": (40, 80, 200),
+}
 _SKINS = np.array([(241, 206, 182), (232, 190, 160), (222, 170, 138), (196, 142, 108),
                    (165, 112, 82), (112, 76, 56)], np.float32)
 _SKIN_W = (0.24, 0.3, 0.2, 0.12, 0.08, 0.06)
@@ -311,12 +321,13 @@ def _smooth_noise(rng, h, w, cell):
 # ----------------------------------------------------------------------------------------------
 # Outfit sampling (what the figure wears)
 # ----------------------------------------------------------------------------------------------
-def _sample_outfit(rng, style_idx: int, *, boost_accessories: bool = False) -> dict:
+def _sample_outfit(rng, style_idx: int, *, boost_accessories: bool = False, signal: float = 0.0,
+                   overlap: float = _MIX) -> dict:
     own = _STYLES[FS14_STYLES[style_idx]]
 
     def st():
         # inter-class overlap: each attribute group may follow another style's distribution
-        if rng.random() < _MIX:
+        if rng.random() < overlap:
             return _STYLES[FS14_STYLES[int(rng.integers(len(FS14_STYLES)))]]
         return own
 
@@ -344,27 +355,34 @@ def _sample_outfit(rng, style_idx: int, *, boost_accessories: bool = False) -> d
     s_out = st()
     kind = _pick(rng, s_out["outfit"])
     main_piece = "top" if rng.random() < 0.5 else "bottom"
+    # drawn only when asked for, so signal 0 keeps the random stream (and older demos) unchanged
+    signature = signal > 0 and rng.random() < signal
+
+    def main_colour(is_main: bool):
+        if signature and is_main:
+            return _jit(rng, _SIGNATURE[FS14_STYLES[style_idx]], 10.0)
+        return colour()
     o: dict = {"kind": kind, "style": style_idx}
     s_shape = st()
     loose = rng.uniform(*s_shape["loose"])
     if kind == "dress":
         s_sk = st()
-        o["dress"] = {"col": colour(), "pat": pattern(True), "len": _pick(rng, s_sk["skirt_len"]),
+        o["dress"] = {"col": main_colour(True), "pat": pattern(True), "len": _pick(rng, s_sk["skirt_len"]),
                       "flare": rng.uniform(*s_sk["flare"]), "sleeve": _pick(rng, s_shape["sleeve"]),
                       "neck": rng.uniform(*s_shape["neck"]), "loose": loose}
     else:
-        o["top"] = {"col": colour(), "pat": pattern(main_piece == "top"),
+        o["top"] = {"col": main_colour(main_piece == "top"), "pat": pattern(main_piece == "top"),
                     "hem": _pick(rng, s_shape["top_hem"]), "sleeve": _pick(rng, s_shape["sleeve"]),
                     "neck": rng.uniform(*s_shape["neck"]), "loose": loose}
         if kind == "top_skirt":
             s_sk = st()
-            o["skirt"] = {"col": colour(), "pat": pattern(main_piece == "bottom"),
+            o["skirt"] = {"col": main_colour(main_piece == "bottom"), "pat": pattern(main_piece == "bottom"),
                           "len": _pick(rng, s_sk["skirt_len"]), "flare": rng.uniform(*s_sk["flare"])}
         else:
             s_p = st()
             pat = pattern(main_piece == "bottom")
-            col = colour()
-            if rng.random() < 0.3:  # jeans are common in every style
+            col = main_colour(main_piece == "bottom")
+            if not (signature and main_piece == "bottom") and rng.random() < 0.3:  # jeans: every style
                 pat = dict(pat, kind="denim")
                 col = _jit(rng, _C["denimblue"] if rng.random() < 0.75 else _C["charcoal"], 12.0)
             o["pants"] = {"col": col, "pat": pat, "fit": _pick(rng, s_p["pants_fit"]),
@@ -1283,7 +1301,8 @@ def _rng(seed, stream, *idx):
 
 def generate_demo(out_dir: Path, *, seed: int = 0, fs14_per_class: int = 40,
                   modanet_train: int = 120, modanet_val: int = 20, sod_train: int = 200,
-                  clutter: float = 0.7, bg_label_correlation: float = 0.0) -> dict:
+                  clutter: float = 0.7, bg_label_correlation: float = 0.0, style_signal: float = 0.0,
+                  style_overlap: float = _MIX, only_fashionstyle14: bool = False) -> dict:
     """Write the synthetic FashionStyle14 / ModaNet raw data, truth masks and SOD set.
 
     Returns a counts summary (also stored in ``out_dir/demo_info.json``).  Identical arguments give
@@ -1299,6 +1318,8 @@ def generate_demo(out_dir: Path, *, seed: int = 0, fs14_per_class: int = 40,
     sod_train = _check_int("sod_train", sod_train, 0)
     clutter = _check_unit("clutter", clutter)
     bg_label_correlation = _check_unit("bg_label_correlation", bg_label_correlation)
+    style_signal = _check_unit("style_signal", style_signal)
+    style_overlap = _check_unit("style_overlap", style_overlap)
     out = Path(out_dir)
     _prepare_out_dir(out)
 
@@ -1315,7 +1336,7 @@ def generate_demo(out_dir: Path, *, seed: int = 0, fs14_per_class: int = 40,
             stem = rng.bytes(16).hex()
             w = int(rng.integers(150, 211))
             h = int(round(1.5 * w))
-            outfit = _sample_outfit(rng, si)
+            outfit = _sample_outfit(rng, si, signal=style_signal, overlap=style_overlap)
             spec = _bg_spec(rng_bg, si, bg_label_correlation)
             img, mask, _ = _render_image(rng, rng_bg, w, h, outfit, spec, clutter,
                                          zoom=rng.random() < 0.1)
@@ -1335,81 +1356,83 @@ def generate_demo(out_dir: Path, *, seed: int = 0, fs14_per_class: int = 40,
     for sp, lines in splits.items():
         (fs_root / f"{sp}.csv").write_text("".join(line + "\n" for line in lines), encoding="utf-8")
 
-    # --- ModaNet ----------------------------------------------------------------------------------
-    W, H = MODANET_SIZE
-    md_root = out / "modanet"
-    (md_root / "annotations").mkdir(parents=True, exist_ok=True)
-    truth_md = out / "truth" / "modanet"
-    truth_md.mkdir(parents=True, exist_ok=True)
-    id_rng = _rng(seed, _STREAM_IDS)
-    ids = _MODANET_ID_RANGE[0] + id_rng.choice(n_ids, modanet_train + modanet_val, replace=False)
-    train_ids = sorted(int(i) for i in ids[:modanet_train])
-    val_ids = sorted(int(i) for i in ids[modanet_train:])
-    blobs: dict[int, bytes] = {}
-    anns: list = []
-    n_multi = 0
-    for split_ids, annotate in ((train_ids, True), (val_ids, False)):
-        for pid in split_ids:
-            rng, rng_bg = _rng(seed, _STREAM_MODANET, pid, 0), _rng(seed, _STREAM_MODANET, pid, 1)
-            outfit = _sample_outfit(rng, int(rng.integers(len(FS14_STYLES))), boost_accessories=True)
+    train_ids, val_ids, anns, n_multi, blobs = [], [], [], 0, {}
+    if not only_fashionstyle14:  # a control variant of the FS14 look-alike: no ModaNet, no saliency set
+        # --- ModaNet ----------------------------------------------------------------------------------
+        W, H = MODANET_SIZE
+        md_root = out / "modanet"
+        (md_root / "annotations").mkdir(parents=True, exist_ok=True)
+        truth_md = out / "truth" / "modanet"
+        truth_md.mkdir(parents=True, exist_ok=True)
+        id_rng = _rng(seed, _STREAM_IDS)
+        ids = _MODANET_ID_RANGE[0] + id_rng.choice(n_ids, modanet_train + modanet_val, replace=False)
+        train_ids = sorted(int(i) for i in ids[:modanet_train])
+        val_ids = sorted(int(i) for i in ids[modanet_train:])
+        blobs: dict[int, bytes] = {}
+        anns: list = []
+        n_multi = 0
+        for split_ids, annotate in ((train_ids, True), (val_ids, False)):
+            for pid in split_ids:
+                rng, rng_bg = _rng(seed, _STREAM_MODANET, pid, 0), _rng(seed, _STREAM_MODANET, pid, 1)
+                outfit = _sample_outfit(rng, int(rng.integers(len(FS14_STYLES))), boost_accessories=True)
+                spec = _bg_spec(rng_bg, None, 0.0)
+                img, mask, P = _render_image(rng, rng_bg, W, H, outfit, spec, clutter,
+                                             zoom=rng.random() < 0.05)
+                blobs[pid] = _jpeg_bytes(img)
+                _png_write(mask, truth_md / f"{pid:07d}.png")
+                if not annotate:
+                    continue
+                lab = np.asarray(P.label)
+                for ins in P.inst:  # draw order: back to front, so painting in order gives the map
+                    if ins["cat"] is None:
+                        continue
+                    a = _visible_annotation(lab, ins["id"], W, H, min_area=30)
+                    if a is None:
+                        continue
+                    n_multi += len(a["segmentation"]) > 1
+                    anns.append({"area": a["area"], "bbox": a["bbox"], "segmentation": a["segmentation"],
+                                 "image_id": pid, "id": len(anns) + 1, "category_id": _CAT_ID[ins["cat"]],
+                                 "iscrowd": 0})
+
+        def image_entries(id_list):
+            return [{"file_name": "%07d.jpg" % i, "width": W, "id": i, "license": 3, "height": H}
+                    for i in id_list]
+
+        for name, doc in (("train", _coco(image_entries(train_ids), anns)),
+                          ("val", _coco(image_entries(val_ids), []))):
+            (md_root / "annotations" / f"modanet2018_instances_{name}.json").write_text(
+                json.dumps(doc), encoding="utf-8")
+        total = sum(len(b) for b in blobs.values())
+        env = lmdb.open(str(md_root / "photos.lmdb"), map_size=max(1 << 24, 4 * total + (1 << 22)),
+                        subdir=True, lock=False, meminit=True)
+        try:
+            with env.begin(write=True) as txn:
+                for pid in sorted(blobs, key=lambda i: str(i).encode("ascii")):
+                    txn.put(str(pid).encode("ascii"), blobs[pid])
+        finally:
+            env.close()
+
+        # --- saliency training set (DUTS stand-in) --------------------------------------------------
+        sod_img = out / "sod_train" / "images"
+        sod_msk = out / "sod_train" / "masks"
+        sod_img.mkdir(parents=True, exist_ok=True)
+        sod_msk.mkdir(parents=True, exist_ok=True)
+        for k in range(sod_train):
+            rng, rng_bg = _rng(seed, _STREAM_SOD, k, 0), _rng(seed, _STREAM_SOD, k, 1)
+            shape = rng.random()
+            if shape < 0.5:
+                w = int(rng.integers(150, 261))
+                h = int(round(1.5 * w))
+            elif shape < 0.8:
+                w, h = 300, 450
+            else:
+                w, h = int(rng.integers(300, 401)), 300
+            outfit = _sample_outfit(rng, int(rng.integers(len(FS14_STYLES))), boost_accessories=shape >= 0.5)
             spec = _bg_spec(rng_bg, None, 0.0)
-            img, mask, P = _render_image(rng, rng_bg, W, H, outfit, spec, clutter,
-                                         zoom=rng.random() < 0.05)
-            blobs[pid] = _jpeg_bytes(img)
-            _png_write(mask, truth_md / f"{pid:07d}.png")
-            if not annotate:
-                continue
-            lab = np.asarray(P.label)
-            for ins in P.inst:  # draw order: back to front, so painting in order gives the map
-                if ins["cat"] is None:
-                    continue
-                a = _visible_annotation(lab, ins["id"], W, H, min_area=30)
-                if a is None:
-                    continue
-                n_multi += len(a["segmentation"]) > 1
-                anns.append({"area": a["area"], "bbox": a["bbox"], "segmentation": a["segmentation"],
-                             "image_id": pid, "id": len(anns) + 1, "category_id": _CAT_ID[ins["cat"]],
-                             "iscrowd": 0})
-
-    def image_entries(id_list):
-        return [{"file_name": "%07d.jpg" % i, "width": W, "id": i, "license": 3, "height": H}
-                for i in id_list]
-
-    for name, doc in (("train", _coco(image_entries(train_ids), anns)),
-                      ("val", _coco(image_entries(val_ids), []))):
-        (md_root / "annotations" / f"modanet2018_instances_{name}.json").write_text(
-            json.dumps(doc), encoding="utf-8")
-    total = sum(len(b) for b in blobs.values())
-    env = lmdb.open(str(md_root / "photos.lmdb"), map_size=max(1 << 24, 4 * total + (1 << 22)),
-                    subdir=True, lock=False, meminit=True)
-    try:
-        with env.begin(write=True) as txn:
-            for pid in sorted(blobs, key=lambda i: str(i).encode("ascii")):
-                txn.put(str(pid).encode("ascii"), blobs[pid])
-    finally:
-        env.close()
-
-    # --- saliency training set (DUTS stand-in) --------------------------------------------------
-    sod_img = out / "sod_train" / "images"
-    sod_msk = out / "sod_train" / "masks"
-    sod_img.mkdir(parents=True, exist_ok=True)
-    sod_msk.mkdir(parents=True, exist_ok=True)
-    for k in range(sod_train):
-        rng, rng_bg = _rng(seed, _STREAM_SOD, k, 0), _rng(seed, _STREAM_SOD, k, 1)
-        shape = rng.random()
-        if shape < 0.5:
-            w = int(rng.integers(150, 261))
-            h = int(round(1.5 * w))
-        elif shape < 0.8:
-            w, h = 300, 450
-        else:
-            w, h = int(rng.integers(300, 401)), 300
-        outfit = _sample_outfit(rng, int(rng.integers(len(FS14_STYLES))), boost_accessories=shape >= 0.5)
-        spec = _bg_spec(rng_bg, None, 0.0)
-        img, mask, _ = _render_image(rng, rng_bg, w, h, outfit, spec, clutter,
-                                     zoom=rng.random() < 0.1)
-        (sod_img / f"{k:05d}.jpg").write_bytes(_jpeg_bytes(img))
-        _png_write(mask, sod_msk / f"{k:05d}.png")
+            img, mask, _ = _render_image(rng, rng_bg, w, h, outfit, spec, clutter,
+                                         zoom=rng.random() < 0.1)
+            (sod_img / f"{k:05d}.jpg").write_bytes(_jpeg_bytes(img))
+            _png_write(mask, sod_msk / f"{k:05d}.png")
 
     counts = {
         "fashionstyle14": {"styles": len(FS14_STYLES), "per_class": fs14_per_class,
@@ -1423,7 +1446,9 @@ def generate_demo(out_dir: Path, *, seed: int = 0, fs14_per_class: int = 40,
     info = {"generator": "fashion_rembg.datasets.demo", "format_version": 1,
             "args": {"seed": seed, "fs14_per_class": fs14_per_class, "modanet_train": modanet_train,
                      "modanet_val": modanet_val, "sod_train": sod_train, "clutter": clutter,
-                     "bg_label_correlation": bg_label_correlation, "jpeg_quality": JPEG_QUALITY},
+                     "bg_label_correlation": bg_label_correlation, "style_signal": style_signal,
+                     "style_overlap": style_overlap, "only_fashionstyle14": only_fashionstyle14,
+                     "jpeg_quality": JPEG_QUALITY},
             "counts": counts}
     (out / "demo_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return counts
