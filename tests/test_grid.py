@@ -38,6 +38,7 @@ def base(grid=None, **section) -> dict:
     config = load("config.yaml")
     config["classification"] = {"dataset": "fashionstyle14", "seeds": [0, 1], "grid": grid or {}, **section}
     config["segmentation"] = {"enabled": False}
+    config["controls"]["enabled"] = False  # tests/test_controls.py
     validate(config, str(SCHEMA))
     return config
 

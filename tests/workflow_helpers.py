@@ -22,6 +22,7 @@ def tiny_config():
     config["segmentation"]["seeds"] = [0]
     config["segmentation"]["grid"].update(epochs=1, batch_size=4)
     config["report"]["examples"] = 3
+    config["controls"]["enabled"] = False  # their own end-to-end test (test_controls_e2e.py)
     return config
 
 

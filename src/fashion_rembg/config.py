@@ -311,7 +311,8 @@ _CACHE: dict[str, list] = {}
 def expand_task(config: dict, task: str) -> list[tuple[dict[str, Any], list[int]]]:
     """``(experiment, seeds)`` of one task, in config order, duplicates merged."""
     # Snakefile helpers ask several times while the DAG is built; expand once per config.
-    key = json.dumps([task, config.get(task), config.get("saliency"), config.get("datasets")], sort_keys=True,
+    key = json.dumps([task, config.get(task), config.get("saliency"), config.get("datasets"), config.get("controls"),
+                      (config.get("demo") or {}).get("enabled")], sort_keys=True,
                      default=str)  # fmt: skip
     if key not in _CACHE:
         _CACHE[key] = _expand_task(config, task)
@@ -331,19 +332,21 @@ def _expand_task(config: dict, task: str) -> list[tuple[dict[str, Any], list[int
     excludes = section.get("exclude") or []
     for i, row in enumerate(excludes):
         _check_keys(row, task, f"{task}.exclude[{i}]")
-    sources: list[tuple[str, dict, list[int]]] = []
+    sources: list[tuple[str, dict, list[int], str]] = []
     for combo in _product(grid, task):
         if not any(_matches(combo, row, task, f"{task}.exclude[{i}]") for i, row in enumerate(excludes)):
-            sources.append((f"{task}.grid", combo, seeds))
+            sources.append((f"{task}.grid", combo, seeds, dataset))
     for i, row in enumerate(section.get("include") or []):
         where = f"{task}.include[{i}]"
         _check_keys(row, task, where, ROW_KEYS)
         row_seeds = _seeds(row["seeds"], f"{where}.seeds") if "seeds" in row else seeds
         sub = grid | {k: v for k, v in row.items() if k not in ROW_KEYS}
-        sources += [(where, combo, row_seeds) for combo in _product(sub, task)]
+        sources += [(where, combo, row_seeds, dataset) for combo in _product(sub, task)]
+    if task == "classification":
+        sources += _control_sources(config, grid, seeds)
 
     merged: dict[str, tuple[dict, list[int]]] = {}
-    for where, combo, combo_seeds in sources:
+    for where, combo, combo_seeds, dataset in sources:
         exp = {"task": task, "dataset": dataset, **_normalise(combo, task, where, config)}
         if exp["variant"] == "oracle":
             truth = (config.get("datasets") or {}).get(dataset, {}).get("truth")
@@ -363,6 +366,38 @@ def _expand_task(config: dict, task: str) -> list[tuple[dict[str, Any], list[int
     if not merged and (section.get("grid") is not None or section.get("include")):
         raise ConfigError(f"{task}: the grid, exclude and include rows leave no experiment; set enabled: false instead")
     return list(merged.values())
+
+
+def _control_sources(config: dict, grid: dict, seeds: list[int]) -> list[tuple[str, dict, list[int], str]]:
+    """The known-answer controls' experiments: the grid's first value of every axis, overridden."""
+    from . import controls
+
+    control_seeds = _seeds((config.get("controls") or {}).get("seeds") or seeds, "controls.seeds")
+    first = {axis: _values(axis, value)[0] for axis, value in grid.items()}
+    return [(where, first | overrides, control_seeds, dataset)
+            for where, dataset, overrides in controls.experiment_rows(config)]
+
+
+def control_runs(config: dict) -> dict[str, dict[str, Any]]:
+    """``{control: {dataset, expected, clutter, bg_label_correlation, seeds, original: id, rembg: id}}``."""
+    from . import controls
+
+    section = _section(config, "classification")
+    if section is None or not controls.enabled(config):
+        return {}
+    grid = {axis: spec.default for axis, spec in AXES["classification"].items()} | (section.get("grid") or {})
+    seeds = _seeds(section.get("seeds", [0, 1, 2]), "classification.seeds")
+    # Seeds as merged over the task: a control identical to a grid experiment uses all its seeds.
+    merged_seeds = {exp["id"]: exp_seeds for exp, exp_seeds in expand_task(config, "classification")}
+    out = {name: dict(spec) for name, spec in controls.control_sets(config).items()}
+    for where, combo, _, dataset in _control_sources(config, grid, seeds):
+        exp = {"task": "classification", "dataset": dataset, **_normalise(combo, "classification", where, config)}
+        name = where.rsplit(".", 1)[1]
+        exp_id = experiment_id(exp)
+        out[name][exp["variant"]] = exp_id
+        paired = merged_seeds[exp_id]
+        out[name]["seeds"] = [s for s in out[name].get("seeds", paired) if s in paired]
+    return out
 
 
 def task_experiments(config: dict, task: str) -> list[dict[str, Any]]:

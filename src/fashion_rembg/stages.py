@@ -56,3 +56,12 @@ def plot_examples_from_files(images, masks, composites, truth, out_png, *, rows:
         np.load(images, mmap_mode="r"), np.load(masks, mmap_mode="r"), np.load(composites, mmap_mode="r"),
         Path(out_png), n=rows, truth=np.load(truth_path, mmap_mode="r") if truth_path else None,
     )
+
+
+def controls_to_table(controls: dict, predictions, csv_path, md_path, *, margin: float) -> None:
+    """The controls table from the control runs' predictions (named ``<control>__<variant>``)."""
+    from .reporting.controls import control_table, write_controls
+
+    files = {name: {v: [str(p) for p in predictions[f"{name}__{v}"]] for v in ("original", "rembg")}
+             for name in controls}  # fmt: skip
+    write_controls(control_table(controls, files, margin=margin), csv_path, md_path)

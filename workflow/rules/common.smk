@@ -6,6 +6,7 @@ from snakemake.utils import validate
 
 from fashion_rembg.config import (
     condition_images,
+    control_runs,
     experiment_runs,
     experiment_table,
     file_pattern,
@@ -15,6 +16,9 @@ from fashion_rembg.config import (
     standin_weights,
     evaluation_conditions,
 )
+from fashion_rembg.controls import PREFIX as CONTROL_PREFIX
+from fashion_rembg.controls import control_datasets
+from fashion_rembg.controls import generator_settings as control_generator_settings
 from fashion_rembg.errors import PipelineError
 from fashion_rembg.workflow_paths import (
     REMBG_SOD_PATTERN,
@@ -34,7 +38,11 @@ from fashion_rembg.workflow_paths import (
 validate(config, schema="../schemas/config.schema.yaml")
 
 try:
+    # Known-answer control sets are demo datasets generated beside the main one (fashion_rembg.controls).
+    config["datasets"].update(control_datasets(config))
+    CONTROLS = sorted(name[len(CONTROL_PREFIX) :] for name in control_datasets(config))
     EXPERIMENTS = experiment_table(config)
+    CONTROL_RUNS = control_runs(config)
     RUNS = experiment_runs(config)
     STANDIN_WEIGHTS = standin_weights(config)
     # Only missing weights get a fetch job: a file placed by hand is a source, never re-fetched.
@@ -60,7 +68,8 @@ TASKS = [task for task in ("classification", "segmentation") if config[task].get
 
 
 wildcard_constraints:
-    dataset="fashionstyle14|modanet|fashionpedia",
+    dataset="|".join(["fashionstyle14", "modanet", "fashionpedia"] + [CONTROL_PREFIX + c for c in CONTROLS]),
+    control="|".join(CONTROLS) or "NO_CONTROL",
     exp="|".join(EXPERIMENTS) or "NO_EXPERIMENT",
     seed=r"\d+",
     sod=r"[A-Za-z0-9_.\-]+",
@@ -140,7 +149,11 @@ def truth_dir(wildcards):
 
 
 def demo_marker_if_truth(wildcards):
-    return [f"{DEMO_DIR}/demo_info.json"] if config["demo"]["enabled"] else []
+    if not config["demo"]["enabled"]:
+        return []
+    if wildcards.dataset.startswith(CONTROL_PREFIX):
+        return [f"{DEMO_DIR}/controls/{wildcards.dataset[len(CONTROL_PREFIX):]}/demo_info.json"]
+    return [f"{DEMO_DIR}/demo_info.json"]
 
 
 def task_runs(task, filename):
@@ -164,6 +177,24 @@ def example_dataset():
     return config[TASKS[0]]["dataset"] if TASKS else "fashionstyle14"
 
 
+def control_predictions():
+    """predictions.npz of every control run, by control and variant, in seed order."""
+    return {
+        f"{name}__{variant}": [
+            f"results/runs/classification/{spec[variant]}/seed-{seed}/predictions.npz" for seed in spec["seeds"]
+        ]
+        for name, spec in CONTROL_RUNS.items()
+        for variant in ("original", "rembg")
+    }
+
+
+CONTROL_OUTPUTS = (
+    ["results/tables/controls.csv", "results/tables/controls.md", "results/figures/dose_response.png"]
+    if CONTROL_RUNS
+    else []
+)
+
+
 def final_outputs():
     outputs = ["results/tables/summary.csv", "results/tables/summary.md"]
     outputs += [
@@ -173,4 +204,4 @@ def final_outputs():
         "results/tables/cross_condition.csv",
         "results/figures/cross_condition.png",
     ]
-    return outputs + quality_files() + mask_quality_figures()
+    return outputs + quality_files() + mask_quality_figures() + CONTROL_OUTPUTS

@@ -41,6 +41,45 @@ rule demo_data:
         "../scripts/demo_data.py"
 
 
+rule demo_control_data:
+    """A known-answer control: the FashionStyle14 look-alike with some generator knobs overridden."""
+    output:
+        fs14_csv=expand("{demo}/controls/{{control}}/FashionStyle14_v1/{split}.csv", demo=DEMO_DIR, split=["train", "val", "test"]),
+        info=f"{DEMO_DIR}/controls/{{control}}/demo_info.json",
+    params:
+        settings=lambda wildcards: control_generator_settings(config, wildcards.control),
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/demo_control_data/{control}.log",
+    benchmark:
+        "results/benchmarks/demo_control_data/{control}.tsv"
+    script:
+        "../scripts/demo_data.py"
+
+
+rule prepare_control:
+    """Same reader as the real FashionStyle14 (prepare_fashionstyle14), on a control set."""
+    input:
+        fs14_csv=expand("{demo}/controls/{{control}}/FashionStyle14_v1/{split}.csv", demo=DEMO_DIR, split=["train", "val", "test"]),
+    output:
+        manifest=f"results/data/{CONTROL_PREFIX}{{control}}/manifest.tsv",
+        quarantine=f"results/data/{CONTROL_PREFIX}{{control}}/quarantine.tsv",
+        classes=f"results/data/{CONTROL_PREFIX}{{control}}/classes.json",
+        images=f"results/data/{CONTROL_PREFIX}{{control}}/images.npy",
+    params:
+        store_size=DATASET_CONFIG["fashionstyle14"]["store_size"],
+    threads: PREPARE_THREADS
+    conda:
+        CONDA_ENV
+    log:
+        f"results/logs/prepare_{CONTROL_PREFIX}{{control}}.log",
+    benchmark:
+        f"results/benchmarks/prepare_{CONTROL_PREFIX}{{control}}.tsv"
+    script:
+        "../scripts/prepare_fashionstyle14.py"
+
+
 for _plan in SOURCES.values():
     for _raw in _plan.fetch:
 
