@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from fashion_rembg.evaluation.metrics import segmentation_metrics
+from fashion_rembg.evaluation.metrics import miou_of_confusions, segmentation_metrics
 from fashion_rembg.reporting import stats
 
 
@@ -128,7 +128,7 @@ def test_miou_statistic_matches_segmentation_metrics_and_per_image_iou():
     total = conf.sum(axis=0)
     ref = segmentation_metrics(total, ["bg", "a", "b", "c"])["miou"]
     assert stats.miou_statistic(total[None], np.ones(1))[0] == pytest.approx(ref, abs=1e-6)
-    per_image = stats.per_image_iou(conf)
+    per_image = miou_of_confusions(conf)
     for i in range(8):
         assert per_image[i] == pytest.approx(segmentation_metrics(conf[i], ["bg", "a", "b", "c"])["miou"], abs=1e-6)
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from fashion_rembg.evaluation.metrics import segmentation_metrics
 from fashion_rembg.training.classification import evaluate_classifier, train_classifier
 from fashion_rembg.training.common import (
     IMAGENET_MEAN,
@@ -242,6 +243,15 @@ def test_segmenter_trains_evaluates_and_writes_contract_files(tmp_path):
     pred = np.load(out / "predictions.npz")
     maps = pred["predictions_original"]
     assert maps.dtype == np.uint8 and maps.shape == (4, 64, 64) and maps.max() < 3
+    # Per-image confusion matrices (for the image bootstrap) pool to the reported mIoU.
+    truth = np.load(store / "classmaps.npy")[20:]  # the 4 test rows follow 16 train + 4 val
+    confusions = pred["confusion_original"]
+    assert confusions.shape == (4, 3, 3) and confusions.sum() == 4 * 64 * 64
+    assert (confusions[:, np.arange(3), np.arange(3)].sum(1) == (maps == truth).sum((1, 2))).all()
+    assert segmentation_metrics(confusions.sum(0), ["a", "b", "c"])["miou"] == pytest.approx(
+        json.loads((out / "metrics.json").read_text())["metrics"]["miou"], abs=1e-6)
+    for i, iou in enumerate(pred["iou_original"]):
+        assert iou == pytest.approx(segmentation_metrics(confusions[i], ["a", "b", "c"])["miou"], abs=1e-6)
     on_disk = json.loads((out / "metrics.json").read_text())
     assert on_disk == result and on_disk["classes"] == ["background", "top", "bag"]
     m = on_disk["metrics"]

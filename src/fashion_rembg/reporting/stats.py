@@ -31,6 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats as sps
 
+from fashion_rembg.evaluation.metrics import miou_of_confusions
+
 __all__ = [
     "EXACT_MAX_IMAGES",
     "McNemarResult",
@@ -40,7 +42,6 @@ __all__ = [
     "mean_statistic",
     "miou_statistic",
     "paired_delta",
-    "per_image_iou",
     "stratified_bootstrap_counts",
 ]
 
@@ -62,18 +63,7 @@ def miou_statistic(totals: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Dataset mIoU of pooled pixel confusion matrices ``totals`` (B, C, C), rows = true class:
     IoU averaged over the classes present in truth or prediction, as in
     ``evaluation.metrics.segmentation_metrics``."""
-    tp = np.diagonal(totals, axis1=1, axis2=2)
-    union = totals.sum(axis=1) + totals.sum(axis=2) - tp
-    present = union > 0
-    iou = np.divide(tp, union, out=np.zeros(tp.shape, dtype=np.float64), where=present)
-    n_present = present.sum(axis=1)
-    return np.divide(iou.sum(axis=1), n_present, out=np.full(len(totals), np.nan), where=n_present > 0)
-
-
-def per_image_iou(confusions: np.ndarray) -> np.ndarray:
-    """Per-image mean IoU (N,) from per-image confusion matrices (N, C, C): the mIoU of each
-    image alone, over the classes present in that image's truth or prediction."""
-    return miou_statistic(np.asarray(confusions, dtype=np.float64), np.ones(len(confusions)))
+    return miou_of_confusions(totals)
 
 
 @dataclass(frozen=True)
