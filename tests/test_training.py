@@ -258,3 +258,22 @@ def test_segmenter_trains_evaluates_and_writes_contract_files(tmp_path):
     assert set(m) == {"miou", "per_class_iou", "pixel_accuracy", "best_epoch", "epochs_run"}
     assert set(m["per_class_iou"]) == {"background", "top", "bag"}
     assert [c["key"] for c in on_disk["cross"]] == ["original"]
+
+
+def test_imagenet_init_records_standin_weights_in_model_and_metrics(cls_store, tmp_path):
+    from fashion_rembg.models.weights import weights_file, write_standin_weights
+
+    write_standin_weights("resnet18", weights_file(tmp_path / "torch", "resnet18"))
+    exp = {**CLS_EXPERIMENT, "arch": "resnet18", "init": "imagenet", "width": None, "blocks": None,
+           "batch_norm": None, "epochs": 1}  # fmt: skip
+    out = tmp_path / "run"
+    train_classifier(images=cls_store / "images.npy", manifest=cls_store / "manifest.tsv",
+                     classes=cls_store / "classes.json", model_out=out / "model.pt", history_out=out / "history.csv",
+                     experiment=exp, seed=0, torch_home=tmp_path / "torch")  # fmt: skip
+    want = {"arch": "resnet18", "file": "resnet18-f37072fd.pth", "published": False}
+    assert torch.load(out / "model.pt", weights_only=True)["pretrained"] == want
+    result = evaluate_classifier(model=out / "model.pt", manifest=cls_store / "manifest.tsv",
+                                 classes=cls_store / "classes.json", conditions=own_condition(cls_store / "images.npy"),
+                                 metrics_out=out / "metrics.json", predictions_out=out / "predictions.npz",
+                                 experiment=exp, seed=0)  # fmt: skip
+    assert result["pretrained"] == want == json.loads((out / "metrics.json").read_text())["pretrained"]
