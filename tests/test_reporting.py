@@ -542,6 +542,10 @@ def test_collapsed_run_is_flagged_in_tables_report_and_log(tmp_path, caplog):
     tex = (out / "summary.tex").read_text()
     assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex and "collapsed" in tex
     assert r"$p_{\mathrm{Holm}}$" in tex and "rembg (u2net, white)" in tex
+    # The train-on-X/test-on-Y table marks the flagged models too.
+    cross = agg.summarize_cross(agg.load_cross(files), agg.load_evidence(files))
+    assert list(cross.sort_values("variant")["health"]) == ["ok", "collapsed"]
+    assert "rembg (u2net, white) ⚠ collapsed" in agg.cross_markdown(cross)
     # The same rows: one tabular line per summary row.
     assert tex.count(r"\\" + "\n") == 1 + 2
 

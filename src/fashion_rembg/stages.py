@@ -39,7 +39,7 @@ def aggregate_to_tables(metric_files, quality_files, csv_path, md_path, cross_cs
         # results/saliency/<dataset>/<sod>/quality.json
         keys = [(Path(p).parent.parent.name, Path(p).parent.name) for p in quality_files]
         quality = load_quality([Path(p) for p in quality_files], keys)
-    cross = summarize_cross(load_cross(metric_paths)) if cross_csv else None
+    cross = summarize_cross(load_cross(metric_paths), evidence) if cross_csv else None
     summary = summarize(runs, evidence=evidence)
     write_tables(summary, quality, Path(csv_path), Path(md_path), cross, tex_path=tex_path)
     if cross is not None:

@@ -898,13 +898,14 @@ def load_cross(metric_files: Sequence[Path | str]) -> pd.DataFrame:
     return df
 
 
-def summarize_cross(cross: pd.DataFrame) -> pd.DataFrame:
+def summarize_cross(cross: pd.DataFrame, evidence: Evidence | None = None) -> pd.DataFrame:
     """Mean / sample std over seeds per (task, configuration, training condition, test condition).
 
     Columns: ``task``, configuration fields, ``config_label``, ``variant``/``sod``/``fill`` and
     ``condition`` (trained on), ``test_variant``/``test_sod``/``test_fill`` and
-    ``test_condition`` (tested on), ``in_condition``, ``n_seeds``, ``primary_metric`` and
-    ``<metric>_mean`` / ``<metric>_std``.
+    ``test_condition`` (tested on), ``in_condition``, ``n_seeds``, ``primary_metric``,
+    ``<metric>_mean`` / ``<metric>_std`` and ``health`` of the trained models (``unchecked``
+    without ``evidence``; see :func:`summarize`).
     """
     if cross.empty:
         raise ValueError("summarize_cross: no rows")
@@ -937,6 +938,8 @@ def summarize_cross(cross: pd.DataFrame) -> pd.DataFrame:
         rec["primary_metric"] = PRIMARY_METRIC.get(str(first["task"]))
         for m in metric_cols:
             rec[f"{m}_mean"], rec[f"{m}_std"] = _stats(grp[m].to_numpy(dtype=float))
+        rec["health"] = "unchecked" if evidence is None else combine_flags(
+            evidence.health.get((str(first["task"]), str(i), int(sd)), []) for i, sd in zip(grp["id"], grp["seed"]))
         records.append(rec)
     out = pd.DataFrame(records)
     out["config_label"] = ""
@@ -952,7 +955,7 @@ def summarize_cross(cross: pd.DataFrame) -> pd.DataFrame:
     out = out.loc[order].reset_index(drop=True)
     stat_cols = [f"{m}_{s}" for m in metric_cols for s in ("mean", "std")]
     columns = ordered + ["config_label", "variant", "sod", "fill", "condition", "test_variant", "test_sod",
-                         "test_fill", "test_condition", "in_condition", "n_seeds", "primary_metric"] + stat_cols
+                         "test_fill", "test_condition", "in_condition", "n_seeds", "primary_metric"] + stat_cols + ["health"]
     out = out[columns]
     out.attrs["metric_columns"] = list(metric_cols)
     return out
@@ -963,7 +966,8 @@ def cross_markdown(cross: pd.DataFrame) -> str:
     the test conditions, cells the primary metric (mean ± std over seeds; * = own condition)."""
     out = ["## Train on X, test on Y", "",
            "Primary metric of every trained model on the test split of each image condition "
-           "(mean ± std over seeds); * marks the condition the model was trained on."]  # fmt: skip
+           "(mean ± std over seeds); * marks the condition the model was trained on, ⚠ models flagged by the "
+           "run health checks."]  # fmt: skip
     for task in sorted(cross["task"].unique(), key=_task_rank):
         sub = cross[cross["task"] == task]
         metric = str(sub["primary_metric"].iloc[0])
@@ -975,7 +979,9 @@ def cross_markdown(cross: pd.DataFrame) -> str:
             key = (r["config_label"], r["condition"])
             if key not in seen:
                 seen[key] = len(rows)
-                rows.append([str(r["config_label"]), str(r["condition"])] + ["–"] * len(test_labels))
+                health = str(r.get("health", "ok"))
+                flag = f" ⚠ {health}" if health not in ("ok", "unchecked", "nan") else ""
+                rows.append([str(r["config_label"]), str(r["condition"]) + flag] + ["–"] * len(test_labels))
             cell = fmt_mean_std(r[f"{metric}_mean"], r[f"{metric}_std"]) + (" *" if r["in_condition"] else "")
             rows[seen[key]][2 + test_labels.index(str(r["test_condition"]))] = cell
         out += ["", f"### {task.capitalize()}", "", _md_table(header, rows, ["l", "l"] + ["r"] * len(test_labels))]
