@@ -506,6 +506,10 @@ def test_summary_gets_ci_p_values_holm_and_health_from_per_image_scores(tmp_path
     assert set(summary["health"]) == {"ok"}
     orig = _row(summary, variant="original")
     assert math.isnan(orig["ci_low"]) and math.isnan(orig["p_value"])
+    # Deterministic and independent of file order.
+    files.reverse()
+    again = agg.summarize(agg.load_runs(files), evidence=agg.load_evidence(files))
+    pd.testing.assert_frame_equal(summary, again)
 
 
 def test_holm_runs_across_the_comparisons_of_a_table(tmp_path):

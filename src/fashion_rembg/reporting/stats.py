@@ -29,7 +29,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as sps
 
 from fashion_rembg.evaluation.metrics import miou_of_confusions
 
@@ -216,6 +215,8 @@ def paired_delta(
 def mcnemar_exact(a_correct: Sequence[bool] | np.ndarray, b_correct: Sequence[bool] | np.ndarray) -> McNemarResult:
     """Exact McNemar test (two-sided) of two classifiers on the same images: a binomial test of
     the discordant pairs (only a right vs only b right) against p = 1/2 (``scipy.stats.binomtest``)."""
+    from scipy import stats as sps  # here: scipy.stats takes ~1 s to import, the figure jobs need none of it
+
     a, b = np.asarray(a_correct, dtype=bool), np.asarray(b_correct, dtype=bool)
     if a.shape != b.shape or a.ndim != 1:
         raise ValueError(f"mcnemar_exact: need two 1-D arrays of equal length, got {a.shape} and {b.shape}")
