@@ -624,3 +624,6 @@ def test_variant_bars_with_ci_panel(tmp_path):
     assert img.size == (round(4.0 * plots.DPI), round(6.0 * plots.DPI))  # bars + the Δ-with-CI row
     plots.plot_variant_bars(summary, tmp_path / "again.png")
     assert (tmp_path / "bars.png").read_bytes() == (tmp_path / "again.png").read_bytes()
+    # A percentile CI need not contain Δ (nonlinear metric, few images): still drawn.
+    summary.loc[summary["variant"] == "rembg", ["ci_low", "ci_high"]] = [0.2, 0.3]
+    assert _png(plots.plot_variant_bars(summary, tmp_path / "outside.png")).size == img.size

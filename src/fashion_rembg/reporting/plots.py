@@ -247,9 +247,12 @@ def _plot_delta_ci(ax, sub: pd.DataFrame, colors: dict[str, str]) -> None:
             i = configs.index(str(r["config_label"]))
             x, d = i - 0.4 + width * (j + 0.5), float(r["delta"])
             lo, hi = r.get("ci_low"), r.get("ci_high")
-            err = [[d - float(lo)], [float(hi) - d]] if _present(lo) and _present(hi) else None
-            ax.errorbar(x, d, yerr=err, fmt="o", color=colors[cond], markersize=4, elinewidth=1.2, capsize=3,
-                        zorder=3)  # fmt: skip
+            if _present(lo) and _present(hi):
+                # Drawn around the interval's middle: a percentile CI need not contain Δ (e.g. mIoU, few images).
+                lo, hi = float(lo), float(hi)
+                ax.errorbar(x, (lo + hi) / 2, yerr=(hi - lo) / 2, fmt="none", ecolor=colors[cond], elinewidth=1.2,
+                            capsize=3, zorder=3)  # fmt: skip
+            ax.plot(x, d, "o", color=colors[cond], markersize=4, zorder=4)
             p_holm = r.get("p_holm")
             if _present(p_holm) and float(p_holm) < 0.05:
                 top = float(hi) if _present(hi) else d
