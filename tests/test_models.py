@@ -226,3 +226,20 @@ def test_fetch_weights_offline_or_wrong_file_says_what_to_place(tmp_path, monkey
     with pytest.raises(PipelineError, match="could not download"):  # sha256 prefix does not match
         weights_mod.provide_weights(target, standin=False)
     assert not target.exists()
+
+
+def test_weights_provenance_tells_standin_from_published(tmp_path, monkeypatch):
+    exp = {"task": "classification", "arch": "resnet18"}
+    weights_mod.write_standin_weights("resnet18", weights_mod.weights_file(tmp_path, "resnet18"))
+    assert weights_mod.weights_provenance(exp, tmp_path) == {
+        "arch": "resnet18", "file": "resnet18-f37072fd.pth", "published": False}
+    # A file whose sha256 starts with the prefix in its name counts as the published one.
+    import hashlib
+
+    data = b"pretend these are the published weights"
+    name = f"resnet18-{hashlib.sha256(data).hexdigest()[:8]}.pth"
+    monkeypatch.setitem(weights_mod.WEIGHT_FILES, "resnet18", name)
+    weights_mod.weights_file(tmp_path, "resnet18").write_bytes(data)
+    assert weights_mod.weights_provenance(exp, tmp_path)["published"] is True
+    seg = {"task": "segmentation", "arch": "unet", "encoder": "resnet18"}
+    assert weights_mod.weights_provenance(seg, tmp_path)["arch"] == "resnet18"

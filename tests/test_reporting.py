@@ -450,3 +450,180 @@ def test_load_cross_rejects_malformed_entries(tmp_path):
     path.write_text(json.dumps(data))
     with pytest.raises(ValueError, match="'cross' entry needs 'variant'"):
         agg.load_cross([path])
+
+
+# ------------------------------------------------------------- statistics and run health
+
+from fashion_rembg.reporting import health as health_mod  # noqa: E402
+from fashion_rembg.reporting import stats as stats_mod  # noqa: E402
+from fashion_rembg.stages import aggregate_to_tables  # noqa: E402
+
+N_TEST = 40
+LABELS = np.arange(N_TEST) % 2
+
+
+def _write_predictions(metrics_file: Path, correct: np.ndarray, key: str, *, collapse: bool = False) -> None:
+    """predictions.npz of a 2-class classifier that is right exactly where ``correct`` says."""
+    predicted = np.where(correct.astype(bool), LABELS, 1 - LABELS)
+    if collapse:
+        predicted = np.zeros(N_TEST, dtype=int)
+    logits = np.eye(2, dtype=np.float32)[predicted]
+    np.savez(metrics_file.parent / "predictions.npz", ids=np.array([f"img{i:03d}" for i in range(N_TEST)]),
+             labels=LABELS, conditions=np.array([key]), **{f"logits_{key}": logits})
+
+
+def _evidence_runs(root: Path, effect=0.3, collapse_rembg_seed=None) -> tuple[list[Path], dict]:
+    """resnet50 original vs rembg on the same 40 test images, seeds 0/1, with per-image scores."""
+    rng = np.random.default_rng(0)
+    files, correct = [], {}
+    for seed in (0, 1):
+        base = rng.random(N_TEST) < 0.55
+        better = base | (rng.random(N_TEST) < effect)
+        for variant, c in (("original", base), ("rembg", better)):
+            collapse = variant == "rembg" and seed == collapse_rembg_seed
+            if collapse:
+                c = LABELS == 0
+            correct[(variant, seed)] = c.astype(float)
+            f = _write_run(root, _cls_exp("resnet50", variant), seed, {"top1": float(c.mean())}, epochs=8)
+            _write_predictions(f, c, "original" if variant == "original" else "rembg-u2net-white", collapse=collapse)
+            files.append(f)
+    return files, correct
+
+
+def test_summary_gets_ci_p_values_holm_and_health_from_per_image_scores(tmp_path):
+    files, correct = _evidence_runs(tmp_path / "runs")
+    evidence = agg.load_evidence(files)
+    summary = agg.summarize(agg.load_runs(files), evidence=evidence)
+    for col in ("dataset", "delta", "ci_low", "ci_high", "p_value", "p_holm", "health"):
+        assert col in summary.columns
+    r = _row(summary, variant="rembg")
+    want = stats_mod.paired_delta([correct[("original", s)] for s in (0, 1)],
+                                  [correct[("rembg", s)] for s in (0, 1)], LABELS)
+    assert r["delta"] == pytest.approx(want.delta, abs=1e-9)
+    assert (r["ci_low"], r["ci_high"], r["p_value"]) == pytest.approx((want.ci_low, want.ci_high, want.p_value))
+    assert r["ci_low"] < r["delta"] < r["ci_high"] and r["ci_low"] > 0 and r["p_value"] < 0.01
+    assert r["p_holm"] == pytest.approx(r["p_value"])  # one comparison in the table
+    assert set(summary["health"]) == {"ok"}
+    orig = _row(summary, variant="original")
+    assert math.isnan(orig["ci_low"]) and math.isnan(orig["p_value"])
+    # Deterministic and independent of file order.
+    files.reverse()
+    again = agg.summarize(agg.load_runs(files), evidence=agg.load_evidence(files))
+    pd.testing.assert_frame_equal(summary, again)
+
+
+def test_holm_runs_across_the_comparisons_of_a_table(tmp_path):
+    files, _ = _evidence_runs(tmp_path / "runs")
+    # A second configuration (lr) with no effect: two p-values in the classification table.
+    rng = np.random.default_rng(5)
+    for seed in (0, 1):
+        c = rng.random(N_TEST) < 0.6
+        for variant in ("original", "rembg"):
+            exp = _cls_exp("resnet50", variant) | {"id": f"lr-{variant}", "lr": 0.01}
+            f = _write_run(tmp_path / "runs", exp, seed, {"top1": float(c.mean())}, epochs=8)
+            _write_predictions(f, c, variant)
+            files.append(f)
+    summary = agg.summarize(agg.load_runs(files), evidence=agg.load_evidence(files))
+    deltas = summary[summary["variant"] == "rembg"]
+    np.testing.assert_allclose(deltas["p_holm"], stats_mod.holm(deltas["p_value"].to_numpy()))
+    same = _row(summary, id="lr-rembg")
+    assert same["p_value"] == 1.0 and same["ci_low"] == same["ci_high"] == 0.0
+
+
+def test_collapsed_run_is_flagged_in_tables_report_and_log(tmp_path, caplog):
+    files, _ = _evidence_runs(tmp_path / "runs", collapse_rembg_seed=1)
+    out = tmp_path / "tables"
+    with caplog.at_level("WARNING"):
+        aggregate_to_tables(files, [], out / "summary.csv", out / "summary.md", tex_path=out / "summary.tex")
+    assert "RUN HEALTH classification/fs14-resnet50-rembg seed 1: collapsed" in caplog.text
+    back = pd.read_csv(out / "summary.csv")
+    rembg = back[back["variant"] == "rembg"].iloc[0]
+    assert rembg["health"] == "collapsed" and "seed 1: collapsed: one predicted class" in rembg["health_detail"]
+    assert back[back["variant"] == "original"].iloc[0]["health"] == "ok"
+    md = (out / "summary.md").read_text()
+    assert "⚠ Run health: 1 of 2 rows" in md and "⚠ collapsed" in md
+    assert "Δ top-1 [95 % CI]" in md and "p (Holm)" in md and "permutation test" in md
+    tex = (out / "summary.tex").read_text()
+    assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex and "collapsed" in tex
+    assert r"$p_{\mathrm{Holm}}$" in tex and "rembg (u2net, white)" in tex
+    # The train-on-X/test-on-Y table marks the flagged models too.
+    cross = agg.summarize_cross(agg.load_cross(files), agg.load_evidence(files))
+    assert list(cross.sort_values("variant")["health"]) == ["ok", "collapsed"]
+    assert "rembg (u2net, white) ⚠ collapsed" in agg.cross_markdown(cross)
+    # The same rows: one tabular line per summary row.
+    assert tex.count(r"\\" + "\n") == 1 + 2
+
+
+def test_health_checks_on_histories():
+    def hist(train_loss, val_score, train_score, val_loss=None):
+        n = len(train_loss)
+        return pd.DataFrame({"epoch": range(1, n + 1), "train_loss": train_loss, "train_score": train_score,
+                             "val_loss": val_loss or [1.0] * n, "val_score": val_score, "lr": [0.001] * n})
+
+    good = hist([2.0, 1.0, 0.5], [0.3, 0.5, 0.7], [0.4, 0.7, 0.9])
+    assert health_mod.assess_run("classification", good, 14, 10) == []
+    assert health_mod.assess_run("classification", good, 14, 1)[0].startswith("collapsed: one predicted class")
+    at_chance = hist([2.0, 1.9, 1.9], [0.07, 0.08, 0.071], [0.7, 0.8, 0.9])
+    assert health_mod.assess_run("classification", at_chance, 14, 5)[0].startswith("collapsed: val accuracy")
+    exploding = hist([2.0, 30.0, 1.0], [0.3, 0.5, 0.7], [0.4, 0.7, 0.9])
+    assert health_mod.assess_run("classification", exploding, 14, 5) == [
+        "diverged: train loss 30 > 5 × first epoch's 2"]
+    nan_loss = hist([2.0, 1.0, 0.5], [0.3, 0.5, 0.7], [0.4, 0.7, 0.9], val_loss=[1.0, float("nan"), 1.0])
+    assert health_mod.assess_run("classification", nan_loss, 14, 5) == ["diverged: non-finite loss"]
+    underfit = hist([2.0, 1.5, 1.2], [0.3, 0.4, 0.45], [0.2, 0.22, 0.26])
+    assert health_mod.assess_run("classification", underfit, 14, 5) == ["underfit: final train top-1 0.26 < 0.60"]
+    # Segmentation: no chance level for mIoU; the train mIoU threshold applies.
+    assert health_mod.assess_run("segmentation", underfit, 3, 3) == ["underfit: final train mIoU 0.26 < 0.30"]
+    assert health_mod.combine_flags([["underfit: x"], ["collapsed: y", "underfit: z"], []]) == "collapsed;underfit"
+    assert health_mod.combine_flags([[], []]) == "ok"
+
+
+def test_standin_imagenet_weights_are_labelled(tmp_path):
+    files = []
+    for variant in ("original", "rembg"):
+        exp = _cls_exp("resnet50", variant) | {"init": "imagenet"}
+        f = _write_run(tmp_path / "runs", exp, 0, {"top1": 0.5})
+        doc = json.loads(f.read_text())
+        doc["pretrained"] = {"arch": "resnet50", "file": "resnet50-11ad3fa6.pth", "published": False}
+        f.write_text(json.dumps(doc))
+        files.append(f)
+    real = _cls_exp("resnet50", "original") | {"init": "imagenet", "id": "real", "lr": 0.1}
+    f = _write_run(tmp_path / "runs", real, 0, {"top1": 0.5})
+    doc = json.loads(f.read_text())
+    doc["pretrained"] = {"arch": "resnet50", "file": "resnet50-11ad3fa6.pth", "published": True}
+    f.write_text(json.dumps(doc))
+    runs = agg.load_runs(files + [f])
+    assert sorted(runs["init"]) == ["imagenet", "imagenet (stand-in)", "imagenet (stand-in)"]
+    summary = agg.summarize(runs)
+    assert _row(summary, variant="rembg")["config_label"] == "resnet50 · imagenet (stand-in)"
+    assert _row(summary, id="real")["config_label"] == "resnet50 (init=imagenet, lr=0.1)"
+
+
+def test_segmentation_delta_gets_a_ci_from_per_image_confusions(tmp_path):
+    rng = np.random.default_rng(1)
+    files = []
+    for seed in (0, 1):
+        conf = rng.integers(0, 30, (20, 3, 3))
+        for variant, c in (("original", conf), ("rembg", conf + 20 * np.eye(3, dtype=int))):
+            miou = float(stats_mod.miou_statistic(c.sum(0)[None], np.ones(1))[0])
+            f = _write_run(tmp_path / "runs", _seg_exp(variant), seed, {"miou": miou}, epochs=8)
+            key = variant if variant == "original" else "rembg-u2net-white"
+            np.savez(f.parent / "predictions.npz", ids=np.array([f"m{i}" for i in range(20)]),
+                     conditions=np.array([key]), **{f"confusion_{key}": c.astype(np.int32)})
+            files.append(f)
+    summary = agg.summarize(agg.load_runs(files), evidence=agg.load_evidence(files), n_boot=300, n_perm=199)
+    r = _row(summary, variant="rembg")
+    assert r["ci_low"] <= r["delta"] <= r["ci_high"] and r["ci_low"] > 0 and r["p_value"] < 0.05
+    assert r["health"] == "ok"
+
+
+def test_variant_bars_with_ci_panel(tmp_path):
+    files, _ = _evidence_runs(tmp_path / "runs")
+    summary = agg.summarize(agg.load_runs(files), evidence=agg.load_evidence(files))
+    img = _png(plots.plot_variant_bars(summary, tmp_path / "bars.png"))
+    assert img.size == (round(4.0 * plots.DPI), round(6.0 * plots.DPI))  # bars + the Δ-with-CI row
+    plots.plot_variant_bars(summary, tmp_path / "again.png")
+    assert (tmp_path / "bars.png").read_bytes() == (tmp_path / "again.png").read_bytes()
+    # A percentile CI need not contain Δ (nonlinear metric, few images): still drawn.
+    summary.loc[summary["variant"] == "rembg", ["ci_low", "ci_high"]] = [0.2, 0.3]
+    assert _png(plots.plot_variant_bars(summary, tmp_path / "outside.png")).size == img.size

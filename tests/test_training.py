@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from fashion_rembg.evaluation.metrics import segmentation_metrics
 from fashion_rembg.training.classification import evaluate_classifier, train_classifier
 from fashion_rembg.training.common import (
     IMAGENET_MEAN,
@@ -242,9 +243,37 @@ def test_segmenter_trains_evaluates_and_writes_contract_files(tmp_path):
     pred = np.load(out / "predictions.npz")
     maps = pred["predictions_original"]
     assert maps.dtype == np.uint8 and maps.shape == (4, 64, 64) and maps.max() < 3
+    # Per-image confusion matrices (for the image bootstrap) pool to the reported mIoU.
+    truth = np.load(store / "classmaps.npy")[20:]  # the 4 test rows follow 16 train + 4 val
+    confusions = pred["confusion_original"]
+    assert confusions.shape == (4, 3, 3) and confusions.sum() == 4 * 64 * 64
+    assert (confusions[:, np.arange(3), np.arange(3)].sum(1) == (maps == truth).sum((1, 2))).all()
+    assert segmentation_metrics(confusions.sum(0), ["a", "b", "c"])["miou"] == pytest.approx(
+        json.loads((out / "metrics.json").read_text())["metrics"]["miou"], abs=1e-6)
+    for i, iou in enumerate(pred["iou_original"]):
+        assert iou == pytest.approx(segmentation_metrics(confusions[i], ["a", "b", "c"])["miou"], abs=1e-6)
     on_disk = json.loads((out / "metrics.json").read_text())
     assert on_disk == result and on_disk["classes"] == ["background", "top", "bag"]
     m = on_disk["metrics"]
     assert set(m) == {"miou", "per_class_iou", "pixel_accuracy", "best_epoch", "epochs_run"}
     assert set(m["per_class_iou"]) == {"background", "top", "bag"}
     assert [c["key"] for c in on_disk["cross"]] == ["original"]
+
+
+def test_imagenet_init_records_standin_weights_in_model_and_metrics(cls_store, tmp_path):
+    from fashion_rembg.models.weights import weights_file, write_standin_weights
+
+    write_standin_weights("resnet18", weights_file(tmp_path / "torch", "resnet18"))
+    exp = {**CLS_EXPERIMENT, "arch": "resnet18", "init": "imagenet", "width": None, "blocks": None,
+           "batch_norm": None, "epochs": 1}  # fmt: skip
+    out = tmp_path / "run"
+    train_classifier(images=cls_store / "images.npy", manifest=cls_store / "manifest.tsv",
+                     classes=cls_store / "classes.json", model_out=out / "model.pt", history_out=out / "history.csv",
+                     experiment=exp, seed=0, torch_home=tmp_path / "torch")  # fmt: skip
+    want = {"arch": "resnet18", "file": "resnet18-f37072fd.pth", "published": False}
+    assert torch.load(out / "model.pt", weights_only=True)["pretrained"] == want
+    result = evaluate_classifier(model=out / "model.pt", manifest=cls_store / "manifest.tsv",
+                                 classes=cls_store / "classes.json", conditions=own_condition(cls_store / "images.npy"),
+                                 metrics_out=out / "metrics.json", predictions_out=out / "predictions.npz",
+                                 experiment=exp, seed=0)  # fmt: skip
+    assert result["pretrained"] == want == json.loads((out / "metrics.json").read_text())["pretrained"]

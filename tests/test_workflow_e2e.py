@@ -29,6 +29,13 @@ def test_outputs_are_real(workdir):
     assert {"classification", "segmentation"} <= set(summary["task"])
     md = (results / "tables" / "summary.md").read_text()
     assert "±" in md and "IoU" in md
+    # Every Δ (both tasks) has its CI and p-values; every row its health.
+    deltas = summary[summary["variant"] != "original"]
+    assert len(deltas) == 2 and deltas[["delta", "ci_low", "ci_high", "p_value", "p_holm"]].notna().all().all()
+    assert (deltas["ci_low"] <= deltas["ci_high"]).all()
+    assert summary["health"].notna().all() and "unchecked" not in set(summary["health"])
+    assert "[95 % CI]" in md and "p (Holm)" in md
+    assert "\\bottomrule" in (results / "tables" / "summary.tex").read_text()
     for name in ["variant_bars", "learning_curves", "examples"]:
         with Image.open(results / "figures" / f"{name}.png") as img:
             assert img.width > 200 and img.height > 100

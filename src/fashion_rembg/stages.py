@@ -1,10 +1,13 @@
 """Stage entry points that join several modules, called by the thin workflow scripts."""
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 # The demo generator owns these sub-folders; stale files from an earlier, larger demo must go.
 DEMO_SUBDIRS = ("FashionStyle14_v1", "modanet", "truth", "sod_train")
@@ -19,21 +22,30 @@ def regenerate_demo(out_dir, **settings) -> dict:
     return generate_demo(out_dir, **settings)
 
 
-def aggregate_to_tables(metric_files, quality_files, csv_path, md_path, cross_csv=None) -> None:
+def aggregate_to_tables(metric_files, quality_files, csv_path, md_path, cross_csv=None, tex_path=None) -> None:
+    """summary.csv/.md (+ .tex) with CIs, p-values and run health from the runs' metrics.json and
+    the predictions.npz / history.csv beside them; flagged runs are logged as warnings."""
     from .reporting.aggregate import (
-        load_cross, load_quality, load_runs, summarize, summarize_cross, write_cross, write_tables,
+        load_cross, load_evidence, load_quality, load_runs, summarize, summarize_cross, write_cross, write_tables,
     )
 
-    runs = load_runs([Path(p) for p in metric_files])
+    metric_paths = [Path(p) for p in metric_files]
+    runs = load_runs(metric_paths)
+    evidence = load_evidence(metric_paths)
+    for (task, exp_id, seed), reasons in evidence.flagged():
+        log.warning("RUN HEALTH %s/%s seed %d: %s", task, exp_id, seed, "; ".join(reasons))
     quality = None
     if quality_files:
         # results/saliency/<dataset>/<sod>/quality.json
         keys = [(Path(p).parent.parent.name, Path(p).parent.name) for p in quality_files]
         quality = load_quality([Path(p) for p in quality_files], keys)
-    cross = summarize_cross(load_cross([Path(p) for p in metric_files])) if cross_csv else None
-    write_tables(summarize(runs), quality, Path(csv_path), Path(md_path), cross)
+    cross = summarize_cross(load_cross(metric_paths), evidence) if cross_csv else None
+    summary = summarize(runs, evidence=evidence)
+    write_tables(summary, quality, Path(csv_path), Path(md_path), cross, tex_path=tex_path)
     if cross is not None:
         write_cross(cross, Path(cross_csv))
+    log.info("%d runs, %d flagged by the health checks; %d deltas with CI", len(runs), len(evidence.flagged()),
+             int(summary["ci_low"].notna().sum()))
 
 
 def run_label(history_path) -> str:

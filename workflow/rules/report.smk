@@ -4,6 +4,9 @@
 rule aggregate:
     input:
         metrics=all_runs("metrics.json"),
+        # Per-image scores (CIs, p-values) and training histories (run health), read beside each metrics.json.
+        predictions=all_runs("predictions.npz"),
+        histories=all_runs("history.csv"),
         quality=quality_files(),
     output:
         csv=report(
@@ -17,6 +20,12 @@ rule aggregate:
             caption="../report/summary.rst",
             category="Tables",
             labels={"table": "summary (Markdown)"},
+        ),
+        tex=report(
+            "results/tables/summary.tex",
+            caption="../report/summary.rst",
+            category="Tables",
+            labels={"table": "summary (LaTeX)"},
         ),
         cross=report(
             "results/tables/cross_condition.csv",

@@ -11,7 +11,7 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["classification_metrics", "confusion_from_maps", "segmentation_metrics"]
+__all__ = ["classification_metrics", "confusion_from_maps", "miou_of_confusions", "segmentation_metrics"]
 
 _DECIMALS = 6
 
@@ -107,3 +107,16 @@ def segmentation_metrics(confusion: np.ndarray, class_names: Sequence[str]) -> d
         "per_class_iou": per_class,
         "pixel_accuracy": _r(tp.sum() / total),
     }
+
+
+def miou_of_confusions(confusions: np.ndarray) -> np.ndarray:
+    """mIoU of each of a stack of confusion matrices (B, C, C), rows = true, unrounded: IoU averaged
+    over the classes present in truth or prediction, as :func:`segmentation_metrics` (NaN when empty).
+    A stack of per-image matrices gives the per-image mean IoU."""
+    cm = np.asarray(confusions, dtype=np.float64)
+    tp = np.diagonal(cm, axis1=1, axis2=2)
+    union = cm.sum(axis=1) + cm.sum(axis=2) - tp
+    present = union > 0
+    iou = np.divide(tp, union, out=np.zeros(tp.shape), where=present)
+    n_present = present.sum(axis=1)
+    return np.divide(iou.sum(axis=1), n_present, out=np.full(len(cm), np.nan), where=n_present > 0)

@@ -162,6 +162,22 @@ def load_imagenet_state_dict(arch: str, torch_home: str | Path) -> dict:
         ) from exc
 
 
+def weights_provenance(exp: dict, torch_home: str | Path) -> dict:
+    """What an ``init: imagenet`` experiment loads: ``{"arch", "file", "published"}``, where
+    ``published`` says whether the file's sha256 starts with the prefix in its torchvision name
+    (True for the real download, False for the demo's stand-in or any other substitute)."""
+    import hashlib
+
+    arch = torchvision_arch(exp)
+    path = weights_file(torch_home, arch)
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    prefix = path.stem.rsplit("-", 1)[-1]
+    return {"arch": arch, "file": path.name, "published": digest.hexdigest().startswith(prefix)}
+
+
 def write_standin_weights(arch: str, path: str | Path, seed: int = 0) -> Path:
     """Demo stand-in for ImageNet weights: a seeded random init of ``arch`` in torchvision's file
     format (1000-class head), so the offline demo exercises the same loading code as real weights.

@@ -16,12 +16,19 @@ fixed format, so the same inputs (in any order) give byte-identical files.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from fashion_rembg.reporting import stats as st
+from fashion_rembg.reporting.health import HealthThresholds, assess_run, combine_flags
+
+log = logging.getLogger(__name__)
 
 # Primary metric per task: the one the study compares between variants.
 PRIMARY_METRIC = {"classification": "top1", "segmentation": "miou"}
@@ -51,6 +58,21 @@ QUALITY_REQUIRED = ("n", "mean_iou", "mean_mae", "mean_fbeta")
 QUALITY_OPTIONAL = ("baseline_iou_all_foreground", "baseline_iou_center_prior")
 
 _FLOAT_FORMAT = "%.10g"  # enough digits for metrics, avoids 0.6100000000000001 noise
+# The demo writes seeded random weights in torchvision's format instead of ImageNet's.
+STANDIN_INIT = "imagenet (stand-in)"
+CI_LEVEL = 0.95
+# Statistic of the per-image scores whose difference the CI and p-value are about (= the primary metric).
+STATISTIC = {"classification": st.mean_statistic, "segmentation": st.miou_statistic}
+STATS_METHOD = (
+    "Δ: rembg − original of the primary metric, averaged over the seeds both ran. "
+    "95 % CI: paired percentile bootstrap over test images (2000 resamples; stratified by class for "
+    "classification; the same resampled images for both conditions and every seed). "
+    "p: two-sided paired permutation test over test images (the two conditions' scores of an image "
+    "swapped jointly over seeds; exact when at most 16 images differ, else 9999 Monte Carlo resamples; "
+    "with one seed and 0/1 scores this is the exact McNemar test). "
+    "p (Holm): Holm–Bonferroni adjusted across the Δ of the table. Segmentation resamples per-image "
+    "pixel confusion matrices, so the CI is that of the dataset mIoU."
+)
 
 
 # --------------------------------------------------------------------------- loading
@@ -112,6 +134,10 @@ def _parse_run(path: Path) -> tuple[dict, set[str]]:
     for key in ("sod", "fill"):
         if row.get(key) in ("", None) or (isinstance(row.get(key), float) and math.isnan(row[key])):
             row[key] = None
+    # Demo stand-in weights are not ImageNet's: say so wherever the init is shown.
+    pretrained = data.get("pretrained")
+    if row.get("init") == "imagenet" and isinstance(pretrained, dict) and pretrained.get("published") is False:
+        row["init"] = STANDIN_INIT
     row["seed"] = seed
     metric_names = set()
     for key, value in metrics.items():
@@ -166,6 +192,112 @@ def load_runs(metric_files: Sequence[Path | str]) -> pd.DataFrame:
     df = df.sort_values(["task", "id", "seed"], kind="mergesort").reset_index(drop=True)
     df.attrs["metric_columns"] = metric_cols
     return df
+
+
+# ------------------------------------------------------------------------- per-image evidence
+
+
+@dataclass
+class RunScores:
+    """Per-test-image scores of one run on its own condition (predictions.npz)."""
+
+    ids: np.ndarray  # (N,) test image ids
+    scores: np.ndarray  # (N,) 0/1 correctness, or (N, C, C) per-image pixel confusion matrices
+    strata: np.ndarray | None  # (N,) true class (classification), the bootstrap strata
+    n_predicted_classes: int
+
+
+@dataclass
+class Evidence:
+    """What the tables need beyond metrics.json, keyed by run (task, id, seed)."""
+
+    scores: dict = field(default_factory=dict)  # → RunScores
+    health: dict = field(default_factory=dict)  # → list of reasons (empty: healthy)
+
+    def flagged(self) -> list[tuple[tuple, list[str]]]:
+        return sorted((k, v) for k, v in self.health.items() if v)
+
+
+def load_run_scores(predictions: Path | str, task: str) -> RunScores | None:
+    """The own condition's per-image scores from ``predictions.npz`` (CONTRACTS.md); None (with a
+    warning) when the file predates per-image scores."""
+    path = Path(predictions)
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            data = {k: npz[k] for k in npz.files}
+    except FileNotFoundError:
+        raise FileNotFoundError(f"predictions file not found: {path} (run the evaluation job)") from None
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"{path}: unreadable predictions.npz ({exc}); re-run the evaluation job") from exc
+    if "ids" not in data or "conditions" not in data or not len(data["conditions"]):
+        raise ValueError(f"{path}: predictions.npz lacks 'ids'/'conditions' (see docs/CONTRACTS.md)")
+    key = str(data["conditions"][0])
+    ids = data["ids"].astype(str)
+    if task == "classification":
+        if f"logits_{key}" not in data or "labels" not in data:
+            raise ValueError(f"{path}: predictions.npz lacks 'labels' or 'logits_{key}' (see docs/CONTRACTS.md)")
+        predicted, labels = data[f"logits_{key}"].argmax(axis=1), data["labels"].astype(np.int64)
+        return RunScores(ids, (predicted == labels).astype(np.float64), labels, int(np.unique(predicted).size))
+    if f"confusion_{key}" not in data:
+        log.warning("%s: no per-image confusion matrices (written by an older evaluation job): no CI or p-value "
+                    "for this run; re-run its evaluation job to get them", path)  # fmt: skip
+        return None
+    confusions = data[f"confusion_{key}"].astype(np.float64)
+    predicted = int(np.count_nonzero(confusions.sum(axis=(0, 1))))
+    return RunScores(ids, confusions, None, predicted)
+
+
+def _read_history(path: Path) -> pd.DataFrame | None:
+    if not path.is_file():
+        return None
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: unreadable history.csv ({exc}); re-run the training job") from exc
+
+
+def load_evidence(metric_files: Sequence[Path | str], thresholds: HealthThresholds = HealthThresholds()) -> Evidence:
+    """Per-image scores and health of every run, from the ``predictions.npz`` and ``history.csv``
+    next to each ``metrics.json`` (results/runs/<task>/<id>/seed-<n>/). A missing sibling leaves
+    that part unchecked."""
+    evidence = Evidence()
+    for f in metric_files:
+        path = Path(f)
+        row, _ = _parse_run(path)
+        task, key = str(row["task"]), (str(row["task"]), str(row["id"]), int(row["seed"]))
+        n_classes = len(_read_json(path, "metrics").get("classes") or []) or None
+        scores = None
+        if (path.parent / "predictions.npz").is_file():
+            scores = load_run_scores(path.parent / "predictions.npz", task)
+        if scores is not None:
+            evidence.scores[key] = scores
+        evidence.health[key] = assess_run(task, _read_history(path.parent / "history.csv"), n_classes,
+                                          scores.n_predicted_classes if scores else None, thresholds)  # fmt: skip
+    return evidence
+
+
+def _aligned(runs: list[RunScores], where: str) -> tuple[list[np.ndarray], np.ndarray | None]:
+    """Scores of several runs in the image order of the first (they must hold the same images)."""
+    ref = runs[0].ids
+    position = {i: n for n, i in enumerate(ref)}
+    out = []
+    for r in runs:
+        if len(r.ids) != len(ref) or set(r.ids) != set(position):
+            raise ValueError(f"{where}: runs were tested on different images; re-run their evaluation jobs")
+        order = np.argsort([position[i] for i in r.ids], kind="stable")
+        out.append(r.scores[order])
+    return out, runs[0].strata
+
+
+def _paired_stats(task: str, a_keys: list, b_keys: list, evidence: Evidence, where: str,
+                  n_boot: int, n_perm: int, seed: int) -> st.PairedDelta | None:
+    runs_a = [evidence.scores.get(k) for k in a_keys]
+    runs_b = [evidence.scores.get(k) for k in b_keys]
+    if not runs_a or any(r is None for r in runs_a + runs_b) or task not in STATISTIC:
+        return None
+    scores, strata = _aligned(runs_a + runs_b, where)
+    return st.paired_delta(scores[: len(runs_a)], scores[len(runs_a):], strata, statistic=STATISTIC[task],
+                           n_boot=n_boot, n_perm=n_perm, seed=seed, level=CI_LEVEL)  # fmt: skip
 
 
 # ------------------------------------------------------------------------ summarising
@@ -240,6 +372,14 @@ def config_labels(configs: pd.DataFrame, fields: Sequence[str]) -> list[str]:
     return [label(row, False) if lab in clashes else lab for lab, (_, row) in zip(labels, configs.iterrows())]
 
 
+def _mark_standin(table: pd.DataFrame) -> None:
+    """Stand-in ImageNet weights are named in every label, even where they are the usual init."""
+    if "init" not in table:
+        return
+    sel = (table["init"] == STANDIN_INIT) & ~table["config_label"].astype(str).str.contains(STANDIN_INIT, regex=False)
+    table.loc[sel, "config_label"] = table.loc[sel, "config_label"].astype(str) + f" · {STANDIN_INIT}"
+
+
 def _config_key(row, fields: Sequence[str]) -> str:
     """Canonical string of a row's configuration (missing fields left out)."""
     items = {f: _plain(row[f]) for f in fields if f in row and _present(row[f])}
@@ -266,7 +406,9 @@ def _stats(values: np.ndarray) -> tuple[float, float]:
     return mean, std
 
 
-def summarize(runs: pd.DataFrame, condition_fields: Sequence[str] = CONDITION_FIELDS) -> pd.DataFrame:
+def summarize(runs: pd.DataFrame, condition_fields: Sequence[str] = CONDITION_FIELDS, *,
+              evidence: Evidence | None = None, n_boot: int = 2000, n_perm: int = 9999,
+              stats_seed: int = 0) -> pd.DataFrame:
     """Mean / sample std over seeds per (task, configuration, condition), plus deltas.
 
     Columns: ``task``, the configuration fields (``dataset``, ``arch``, then the
@@ -280,6 +422,13 @@ def summarize(runs: pd.DataFrame, condition_fields: Sequence[str] = CONDITION_FI
     ``delta_std`` is the sample std of the per-seed differences. Otherwise
     (``paired`` False) it is sqrt(std_a² + std_b²), the std of a difference of two
     independent single-seed results, so both cases mean "spread of one delta".
+
+    With ``evidence`` (:func:`load_evidence`) every delta also gets ``ci_low``/``ci_high`` (95 %
+    paired bootstrap over test images) and ``p_value`` (paired permutation test) over the seeds
+    both conditions ran (see :mod:`fashion_rembg.reporting.stats`), ``p_holm`` (Holm across the
+    deltas of a task), and every row ``health`` (``ok`` or the ``;``-joined flags of its runs,
+    :mod:`fashion_rembg.reporting.health`) with ``health_detail`` (which seed, why). Without it
+    these are NaN and ``unchecked``.
     """
     if runs.empty:
         raise ValueError("summarize: no runs")
@@ -335,6 +484,7 @@ def summarize(runs: pd.DataFrame, condition_fields: Sequence[str] = CONDITION_FI
         rec["n_seeds"] = int(len(grp))
         rec["seeds"] = ";".join(str(int(s)) for s in grp["seed"])
         rec["primary_metric"] = PRIMARY_METRIC.get(task)
+        rec["_keys"] = {int(s): (task, str(i), int(s)) for s, i in zip(grp["seed"], grp["id"])}
         rec["_seed_values"] = {
             int(s): v for s, v in zip(grp["seed"], grp[rec["primary_metric"]].astype(float))
         } if rec["primary_metric"] in grp.columns else {}
@@ -362,7 +512,29 @@ def summarize(runs: pd.DataFrame, condition_fields: Sequence[str] = CONDITION_FI
             rec["delta_std"] = math.sqrt(rec[f"{m}_std"] ** 2 + base[f"{m}_std"] ** 2)
         rec["paired"] = paired
 
+    for rec in records:
+        rec["ci_low"] = rec["ci_high"] = rec["p_value"] = math.nan
+        rec["health"], rec["health_detail"] = "unchecked", ""
+        if evidence is None:
+            continue
+        reasons = {s: evidence.health.get(k, []) for s, k in rec["_keys"].items()}
+        rec["health"] = combine_flags(reasons.values())
+        rec["health_detail"] = "; ".join(f"seed {s}: {r}" for s, rs in sorted(reasons.items()) for r in rs)
+        base = originals.get(rec["_config"])
+        if rec["variant"] == "original" or base is None:
+            continue
+        seeds = sorted(set(rec["_keys"]) & set(base["_keys"]))
+        result = _paired_stats(rec["task"], [base["_keys"][s] for s in seeds], [rec["_keys"][s] for s in seeds],
+                               evidence, f"{rec['id']} vs {base['id']}", n_boot, n_perm, stats_seed)  # fmt: skip
+        if result is not None:
+            rec["ci_low"], rec["ci_high"], rec["p_value"] = result.ci_low, result.ci_high, result.p_value
+
     summary = pd.DataFrame(records)
+    # Holm across the comparisons of one table (one task).
+    summary["p_holm"] = math.nan
+    for task in summary["task"].unique():
+        sel = (summary["task"] == task).to_numpy()
+        summary.loc[sel, "p_holm"] = st.holm(summary.loc[sel, "p_value"].to_numpy(dtype=float))
     # Labels are computed per task so they only mention what varies there.
     summary["config_label"] = ""
     for task in summary["task"].unique():
@@ -370,6 +542,7 @@ def summarize(runs: pd.DataFrame, condition_fields: Sequence[str] = CONDITION_FI
         configs = summary.loc[sel].drop_duplicates("_config")
         mapping = dict(zip(configs["_config"], config_labels(configs, ordered_fields)))
         summary.loc[sel, "config_label"] = summary.loc[sel, "_config"].map(mapping)
+    _mark_standin(summary)
 
     # Sort: task order, then dataset/arch/other fields, then condition order.
     def sort_key(idx):
@@ -384,7 +557,8 @@ def summarize(runs: pd.DataFrame, condition_fields: Sequence[str] = CONDITION_FI
     columns = (
         ordered_fields + ["config_label", "variant", "sod", "fill", "condition", "id",
                           "n_seeds", "seeds", "primary_metric"]
-        + stat_cols + ["delta", "delta_std", "paired"]
+        + stat_cols + ["delta", "delta_std", "paired", "ci_low", "ci_high", "p_value", "p_holm", "health",
+                       "health_detail"]
     )
     summary = summary[columns]
     summary.attrs["metric_columns"] = list(metric_cols)
@@ -458,6 +632,49 @@ def _fmt_number(value, digits: int = 3) -> str:
     return f"{float(value):.{digits}f}"
 
 
+def fmt_ci(delta, low, high, digits: int = 3) -> str:
+    """``+0.035 [+0.010, +0.060]``; ``–`` without a delta, no brackets without a CI."""
+    if not _present(delta):
+        return "–"
+    text = fmt_mean_std(delta, None, digits, signed=True)
+    if _present(low) and _present(high):
+        text += f" [{fmt_mean_std(low, None, digits, signed=True)}, {fmt_mean_std(high, None, digits, signed=True)}]"
+    return text
+
+
+def fmt_p(p) -> str:
+    """``0.012``, ``<0.001``; ``–`` when missing."""
+    if not _present(p):
+        return "–"
+    return "<0.001" if float(p) < 0.001 else f"{float(p):.3f}"
+
+
+def _has_ci(summary: pd.DataFrame) -> bool:
+    return bool("ci_low" in summary and summary["ci_low"].notna().any())
+
+
+def flagged_rows(summary: pd.DataFrame) -> pd.DataFrame:
+    """Rows whose runs were flagged by the health checks (health not ``ok``/``unchecked``)."""
+    if "health" not in summary:
+        return summary.iloc[0:0]
+    return summary[~summary["health"].astype(str).isin(["ok", "unchecked", "nan"])]
+
+
+def health_markdown(summary: pd.DataFrame) -> list[str]:
+    """A loud list of the flagged rows (empty when none)."""
+    bad = flagged_rows(summary)
+    if bad.empty:
+        return []
+    lines = ["", f"> **⚠ Run health: {len(bad)} of {len(summary)} rows have flagged runs** — their numbers "
+             "say little about the images (collapsed: one predicted class or val accuracy at chance; "
+             "diverged: non-finite or exploding loss; underfit: final training score below the threshold).", ">"]
+    for _, r in bad.iterrows():
+        detail = str(r.get("health_detail") or "")
+        lines.append(f"> - **{r['health']}** — {r['task']}: {r['config_label']}, {r['condition']}"
+                     + (f" ({detail})" if detail and detail != "nan" else ""))
+    return lines
+
+
 def _md_table(header: list[str], rows: list[list[str]], align: list[str]) -> str:
     sep = {"l": ":---", "r": "---:", "c": ":---:"}
     esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731 - pipes would break the table
@@ -469,6 +686,7 @@ def _md_table(header: list[str], rows: list[list[str]], align: list[str]) -> str
 
 def summary_markdown(summary: pd.DataFrame, quality: pd.DataFrame | None = None) -> str:
     """The Markdown report body (see :func:`write_tables`)."""
+    with_ci = _has_ci(summary)
     out = [
         "# Results",
         "",
@@ -476,6 +694,11 @@ def summary_markdown(summary: pd.DataFrame, quality: pd.DataFrame | None = None)
         "Δ is the primary metric of the condition minus that of the original images in the "
         "same configuration; *paired* means it was computed seed by seed.",
     ]
+    if with_ci:
+        out += ["", "Δ [95 % CI] and p: " + STATS_METHOD]
+    else:
+        out += ["", "Δ ± std: spread of the per-seed deltas (no per-image scores were given, so no CI or p-value)."]
+    out += health_markdown(summary)
     # attrs are lost when the summary is read back from CSV: fall back to the column names.
     metric_cols = summary.attrs.get("metric_columns") or _metric_columns(
         {c[: -len("_mean")] for c in summary.columns if c.endswith("_mean") and c != "delta_mean"}
@@ -491,7 +714,8 @@ def summary_markdown(summary: pd.DataFrame, quality: pd.DataFrame | None = None)
         show_dataset = sub["dataset"].nunique() > 1 and "dataset" in sub
         header = (["dataset"] if show_dataset else []) + ["configuration", "condition", "seeds"]
         header += [METRIC_TITLES.get(m, m) for m in metrics]
-        header += [f"Δ {METRIC_TITLES.get(primary, primary)}", "paired"]
+        header += [f"Δ {METRIC_TITLES.get(primary, primary)}" + (" [95 % CI]" if with_ci else ""), "paired"]
+        header += (["p", "p (Holm)"] if with_ci else []) + ["health"]
         rows = []
         for _, r in sub.iterrows():
             row = ([str(r["dataset"])] if show_dataset else []) + [
@@ -499,12 +723,18 @@ def summary_markdown(summary: pd.DataFrame, quality: pd.DataFrame | None = None)
             ]
             row += [fmt_mean_std(r[f"{m}_mean"], r[f"{m}_std"], METRIC_DIGITS.get(m, 3)) for m in metrics]
             if r["variant"] == "original" or not _present(r["delta"]):
-                row += ["", ""]
+                row += ["", ""] + (["", ""] if with_ci else [])
             else:
-                row += [fmt_mean_std(r["delta"], r["delta_std"], signed=True),
-                        "yes" if bool(r["paired"]) else "no"]
+                ci = _present(r.get("ci_low"))
+                row += [fmt_ci(r["delta"], r["ci_low"], r["ci_high"]) if ci
+                        else fmt_mean_std(r["delta"], r["delta_std"], signed=True),
+                        "yes" if _present(r["paired"]) and str(r["paired"]).lower() == "true" else "no"]
+                row += [fmt_p(r.get("p_value")), fmt_p(r.get("p_holm"))] if with_ci else []
+            health = str(r.get("health", "unchecked"))
+            row.append(health if health in ("ok", "unchecked", "nan") else f"⚠ {health}")
             rows.append(row)
-        align = ["l"] * (len(header) - len(metrics) - 3) + ["r"] * (len(metrics) + 2) + ["c"]
+        n_fixed = len(header) - len(metrics) - 4 - (2 if with_ci else 0)
+        align = ["l"] * n_fixed + ["r"] * (len(metrics) + 2) + ["c"] + ["r", "r"] * with_ci + ["l"]
         datasets = ", ".join(sorted(sub["dataset"].astype(str).unique())) if "dataset" in sub else ""
         out += ["", f"## {task.capitalize()}" + (f" ({datasets})" if datasets else ""), "",
                 _md_table(header, rows, align)]
@@ -526,17 +756,81 @@ def summary_markdown(summary: pd.DataFrame, quality: pd.DataFrame | None = None)
     return "\n".join(out) + "\n"
 
 
+_TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def _tex(text) -> str:
+    return "".join(_TEX_ESCAPES.get(ch, ch) for ch in str(text))
+
+
+def _tex_num(text: str) -> str:
+    """A formatted number (``+0.035``, ``0.620 ± 0.028``, ``<0.001``) in math mode."""
+    if text in ("–", ""):
+        return "--" if text else ""
+    return "$" + text.replace("±", r"\pm") + "$"
+
+
+def summary_latex(summary: pd.DataFrame) -> str:
+    """One booktabs table per task for papers (needs ``\\usepackage{booktabs}``): configuration,
+    condition, seeds, primary metric (mean ± std), Δ [95 % CI], p, p (Holm) and, when any run
+    was flagged, health."""
+    out = ["% Written by fashion-rembg (reporting.aggregate.summary_latex); needs \\usepackage{booktabs}."]
+    with_ci = _has_ci(summary)
+    for task in sorted(summary["task"].unique(), key=_task_rank):
+        sub = summary[summary["task"] == task]
+        metric = PRIMARY_METRIC.get(task, "")
+        title = METRIC_TITLES.get(metric, metric)
+        show_health = not flagged_rows(sub).empty
+        header = ["Configuration", "Condition", "Seeds", _tex(title), r"$\Delta$ " + _tex(title)
+                  + (r" [95\,\% CI]" if with_ci else r" $\pm$ std")]
+        header += ["$p$", r"$p_{\mathrm{Holm}}$"] if with_ci else []
+        header += ["Health"] if show_health else []
+        cols = "llr" + "r" * (len(header) - 3 - show_health) + ("l" if show_health else "")
+        lines = [r"\begin{table}[t]", r"\centering", r"\small", rf"\begin{{tabular}}{{{cols}}}", r"\toprule",
+                 " & ".join(header) + r" \\", r"\midrule"]
+        for _, r in sub.iterrows():
+            cells = [_tex(r["config_label"]), _tex(r["condition"]), str(int(r["n_seeds"])),
+                     _tex_num(fmt_mean_std(r[f"{metric}_mean"], r[f"{metric}_std"]))]
+            original = r["variant"] == "original" or not _present(r["delta"])
+            if original:
+                cells += [""] + (["", ""] if with_ci else [])
+            elif with_ci:
+                ci = fmt_ci(r["delta"], r.get("ci_low"), r.get("ci_high"))
+                cells += [_tex_num(ci), _tex_num(fmt_p(r.get("p_value"))), _tex_num(fmt_p(r.get("p_holm")))]
+            else:
+                cells += [_tex_num(fmt_mean_std(r["delta"], r["delta_std"], signed=True))]
+            if show_health:
+                cells.append(_tex(str(r.get("health", "")).replace(";", ", ")))
+            lines.append(" & ".join(cells) + r" \\")
+        caption = (f"{task.capitalize()}: {title} on the test set, mean $\\pm$ std over seeds; $\\Delta$ = "
+                   "condition $-$ original in the same configuration.")
+        if with_ci:
+            caption += (r" 95\,\% CI: paired bootstrap over test images (seed pairing kept"
+                        + (", stratified by class" if task == "classification" else "")
+                        + r"); $p$: paired permutation test over images; $p_{\mathrm{Holm}}$: Holm-corrected "
+                        "across this table.")
+        if sub["config_label"].astype(str).str.contains(STANDIN_INIT, regex=False).any():
+            caption += " imagenet (stand-in): seeded random weights, not ImageNet's (demo)."
+        lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{caption}}}",
+                  rf"\label{{tab:{_tex(task)}}}", r"\end{table}"]
+        out += [""] + lines
+    return "\n".join(out) + "\n"
+
+
 def write_tables(
     summary: pd.DataFrame,
     quality: pd.DataFrame | None,
     csv_path: Path | str,
     md_path: Path | str,
     cross: pd.DataFrame | None = None,
+    tex_path: Path | str | None = None,
 ) -> None:
-    """Write the summary as CSV (all columns) and a Markdown report.
+    """Write the summary as CSV (all columns), a Markdown report and, with ``tex_path``, LaTeX.
 
     The Markdown has one table per task (``mean ± std`` strings and the signed
-    delta of the primary metric), when ``quality`` is given a "Saliency mask
+    delta of the primary metric with its CI and p-values when known, and the run
+    health), a loud list of flagged runs, when ``quality`` is given a "Saliency mask
     quality" table and, when ``cross`` (:func:`summarize_cross`) is given, the
     train-on-X / test-on-Y tables.
     """
@@ -551,6 +845,9 @@ def write_tables(
     if cross is not None and len(cross):
         text += "\n" + cross_markdown(cross)
     md_path.write_text(text, encoding="utf-8")
+    if tex_path is not None:
+        Path(tex_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(tex_path).write_text(summary_latex(summary), encoding="utf-8")
 
 
 # ----------------------------------------------------------------------------- cross-condition
@@ -601,13 +898,14 @@ def load_cross(metric_files: Sequence[Path | str]) -> pd.DataFrame:
     return df
 
 
-def summarize_cross(cross: pd.DataFrame) -> pd.DataFrame:
+def summarize_cross(cross: pd.DataFrame, evidence: Evidence | None = None) -> pd.DataFrame:
     """Mean / sample std over seeds per (task, configuration, training condition, test condition).
 
     Columns: ``task``, configuration fields, ``config_label``, ``variant``/``sod``/``fill`` and
     ``condition`` (trained on), ``test_variant``/``test_sod``/``test_fill`` and
-    ``test_condition`` (tested on), ``in_condition``, ``n_seeds``, ``primary_metric`` and
-    ``<metric>_mean`` / ``<metric>_std``.
+    ``test_condition`` (tested on), ``in_condition``, ``n_seeds``, ``primary_metric``,
+    ``<metric>_mean`` / ``<metric>_std`` and ``health`` of the trained models (``unchecked``
+    without ``evidence``; see :func:`summarize`).
     """
     if cross.empty:
         raise ValueError("summarize_cross: no rows")
@@ -640,6 +938,8 @@ def summarize_cross(cross: pd.DataFrame) -> pd.DataFrame:
         rec["primary_metric"] = PRIMARY_METRIC.get(str(first["task"]))
         for m in metric_cols:
             rec[f"{m}_mean"], rec[f"{m}_std"] = _stats(grp[m].to_numpy(dtype=float))
+        rec["health"] = "unchecked" if evidence is None else combine_flags(
+            evidence.health.get((str(first["task"]), str(i), int(sd)), []) for i, sd in zip(grp["id"], grp["seed"]))
         records.append(rec)
     out = pd.DataFrame(records)
     out["config_label"] = ""
@@ -648,13 +948,14 @@ def summarize_cross(cross: pd.DataFrame) -> pd.DataFrame:
         configs = out.loc[sel].drop_duplicates("_config")
         out.loc[sel, "config_label"] = out.loc[sel, "_config"].map(
             dict(zip(configs["_config"], config_labels(configs, ordered))))
+    _mark_standin(out)
     order = sorted(out.index, key=lambda i: (
         _task_rank(out.at[i, "task"]), tuple(_sortable(out.at[i, f]) for f in ordered[1:]),
         out.at[i, "_config"], out.at[i, "_train"], out.at[i, "_test"]))  # fmt: skip
     out = out.loc[order].reset_index(drop=True)
     stat_cols = [f"{m}_{s}" for m in metric_cols for s in ("mean", "std")]
     columns = ordered + ["config_label", "variant", "sod", "fill", "condition", "test_variant", "test_sod",
-                         "test_fill", "test_condition", "in_condition", "n_seeds", "primary_metric"] + stat_cols
+                         "test_fill", "test_condition", "in_condition", "n_seeds", "primary_metric"] + stat_cols + ["health"]
     out = out[columns]
     out.attrs["metric_columns"] = list(metric_cols)
     return out
@@ -665,7 +966,8 @@ def cross_markdown(cross: pd.DataFrame) -> str:
     the test conditions, cells the primary metric (mean ± std over seeds; * = own condition)."""
     out = ["## Train on X, test on Y", "",
            "Primary metric of every trained model on the test split of each image condition "
-           "(mean ± std over seeds); * marks the condition the model was trained on."]  # fmt: skip
+           "(mean ± std over seeds); * marks the condition the model was trained on, ⚠ models flagged by the "
+           "run health checks."]  # fmt: skip
     for task in sorted(cross["task"].unique(), key=_task_rank):
         sub = cross[cross["task"] == task]
         metric = str(sub["primary_metric"].iloc[0])
@@ -677,7 +979,9 @@ def cross_markdown(cross: pd.DataFrame) -> str:
             key = (r["config_label"], r["condition"])
             if key not in seen:
                 seen[key] = len(rows)
-                rows.append([str(r["config_label"]), str(r["condition"])] + ["–"] * len(test_labels))
+                health = str(r.get("health", "ok"))
+                flag = f" ⚠ {health}" if health not in ("ok", "unchecked", "nan") else ""
+                rows.append([str(r["config_label"]), str(r["condition"]) + flag] + ["–"] * len(test_labels))
             cell = fmt_mean_std(r[f"{metric}_mean"], r[f"{metric}_std"]) + (" *" if r["in_condition"] else "")
             rows[seen[key]][2 + test_labels.index(str(r["test_condition"]))] = cell
         out += ["", f"### {task.capitalize()}", "", _md_table(header, rows, ["l", "l"] + ["r"] * len(test_labels))]

@@ -114,13 +114,18 @@ def condition_colors(conditions: Sequence[tuple[str, str]]) -> dict[str, str]:
 # ------------------------------------------------------------------------ variant bars
 
 
+def _with_ci(summary: pd.DataFrame) -> bool:
+    return bool("ci_low" in summary and "ci_high" in summary and summary["ci_low"].notna().any())
+
+
 def variant_bars_figsize(summary: pd.DataFrame, dpi: int = DPI) -> tuple[float, float]:
     """Default figure size (inches) of :func:`plot_variant_bars`.
 
     Each task panel is ``max(4.0, 1.2 + n_configs * (0.35 * n_conditions + 0.4))``
-    wide; the height is 3.8 in (both snapped to whole pixels at ``dpi``).
+    wide; the height is 3.8 in, plus 2.2 in for the Δ-with-CI panels when the
+    summary has confidence intervals (both snapped to whole pixels at ``dpi``).
     """
-    return (_snap(sum(_panel_widths(summary)), dpi), _snap(3.8, dpi))
+    return (_snap(sum(_panel_widths(summary)), dpi), _snap(3.8 + 2.2 * _with_ci(summary), dpi))
 
 
 def _panel_widths(summary: pd.DataFrame) -> list[float]:
@@ -147,6 +152,9 @@ def plot_variant_bars(
     Bars are grouped by configuration (``config_label``); one bar per condition
     (original, rembg (sod, fill), ...), error bars = sample std over seeds
     (omitted with one seed). Non-original bars are annotated with Δ vs original.
+    When the summary has ``ci_low``/``ci_high`` (see ``aggregate.summarize``), a
+    second row of panels shows each Δ with its 95 % CI as error bars (``*``: Holm-
+    adjusted p < 0.05).
     """
     required = {"task", "config_label", "variant", "condition", "primary_metric"}
     missing = sorted(required - set(summary.columns))
@@ -165,7 +173,13 @@ def plot_variant_bars(
 
     with _style():
         fig = Figure(figsize=figsize, layout="constrained")
-        axes = fig.subplots(1, len(tasks), squeeze=False, width_ratios=_panel_widths(summary))[0]
+        with_ci = _with_ci(summary)
+        grid = fig.subplots(1 + with_ci, len(tasks), squeeze=False, width_ratios=_panel_widths(summary),
+                            height_ratios=[3.8, 2.2] if with_ci else None)  # fmt: skip
+        axes = grid[0]
+        if with_ci:
+            for ax, task in zip(grid[1], tasks):
+                _plot_delta_ci(ax, summary[summary["task"] == task], colors)
         for ax, task in zip(axes, tasks):
             sub = summary[summary["task"] == task]
             metric = str(sub["primary_metric"].iloc[0])
@@ -215,6 +229,42 @@ def plot_variant_bars(
         handles = [Patch(facecolor=colors[c], label=c) for _, c in sorted(set(conds))]
         fig.legend(handles=handles, loc="outside upper center", ncols=min(len(handles), 4))
         return _save(fig, out_png, dpi)
+
+
+def _plot_delta_ci(ax, sub: pd.DataFrame, colors: dict[str, str]) -> None:
+    """Δ vs original per configuration and condition, 95 % CI as error bars, zero line."""
+    metric = str(sub["primary_metric"].iloc[0])
+    configs = list(dict.fromkeys(sub["config_label"].astype(str)))
+    deltas = sub[(sub["variant"] != "original") & sub["delta"].notna()]
+    conds = [lab for _, lab in sorted(set(
+        (_condition_sort_key(r["variant"], r.get("sod"), r.get("fill")), r["condition"]) for _, r in deltas.iterrows()
+    ))]  # fmt: skip
+    width = 0.8 / max(len(conds), 1)
+    ax.axhline(0.0, color="#333333", linewidth=0.8, zorder=1)
+    for j, cond in enumerate(conds):
+        rows = deltas[deltas["condition"] == cond]
+        for _, r in rows.iterrows():
+            i = configs.index(str(r["config_label"]))
+            x, d = i - 0.4 + width * (j + 0.5), float(r["delta"])
+            lo, hi = r.get("ci_low"), r.get("ci_high")
+            if _present(lo) and _present(hi):
+                # Drawn around the interval's middle: a percentile CI need not contain Δ (e.g. mIoU, few images).
+                lo, hi = float(lo), float(hi)
+                ax.errorbar(x, (lo + hi) / 2, yerr=(hi - lo) / 2, fmt="none", ecolor=colors[cond], elinewidth=1.2,
+                            capsize=3, zorder=3)  # fmt: skip
+            ax.plot(x, d, "o", color=colors[cond], markersize=4, zorder=4)
+            p_holm = r.get("p_holm")
+            if _present(p_holm) and float(p_holm) < 0.05:
+                top = float(hi) if _present(hi) else d
+                ax.annotate("*", (x, top), xytext=(0, 1), textcoords="offset points", ha="center", va="bottom",
+                            fontsize=9, color="#333333")  # fmt: skip
+    ax.set_xticks(range(len(configs)))
+    ax.set_xticklabels([_wrap(c, 22) for c in configs], fontsize=7)
+    ax.set_xlim(-0.6, len(configs) - 0.4)
+    ax.set_ylabel(f"Δ {METRIC_AXIS_LABEL.get(metric, metric)}")
+    ax.tick_params(axis="x", length=0)
+    ax.set_xlabel("Δ vs original, 95 % CI (image bootstrap); * Holm p < 0.05",
+                  fontsize=6.5, color="#666666")  # fmt: skip
 
 
 # --------------------------------------------------------------------- learning curves

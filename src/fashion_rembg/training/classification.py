@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from fashion_rembg.evaluation.metrics import classification_metrics
 from fashion_rembg.models.classifiers import build_classifier
+from fashion_rembg.models.weights import weights_provenance
 from fashion_rembg.training.common import (
     BatchFeeder,
     TrainConfig,
@@ -165,6 +166,7 @@ def train_classifier(
         history_out=history_out,
         checkpoint_dir=checkpoint_dir,
         fingerprint_inputs=[images, manifest, classes],
+        pretrained=weights_provenance(experiment, torch_home) if init == "imagenet" else None,
     )
 
 

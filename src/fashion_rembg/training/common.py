@@ -755,8 +755,9 @@ class Checkpointer:
 # --------------------------------------------------------------------------- run drivers
 
 
-def model_payload(state: TrainState, experiment: dict, seed: int, classes: list[str], device: torch.device) -> dict:
-    return {
+def model_payload(state: TrainState, experiment: dict, seed: int, classes: list[str], device: torch.device,
+                  pretrained: dict | None = None) -> dict:
+    payload = {
         "state_dict": state.best_weights,
         "best_epoch": state.best_epoch,
         "epochs_run": state.epoch,
@@ -766,6 +767,9 @@ def model_payload(state: TrainState, experiment: dict, seed: int, classes: list[
         "seed": int(seed),
         "classes": list(classes),
     }
+    if pretrained is not None:  # init: imagenet only, so scratch model files keep their bytes
+        payload["pretrained"] = dict(pretrained)
+    return payload
 
 
 def load_model_payload(path: Path | str) -> dict:
@@ -794,8 +798,10 @@ def train_run(
     history_out: Path | str,
     checkpoint_dir: Path | str | None = None,
     fingerprint_inputs: Sequence[Path | str | None] = (),
+    pretrained: dict | None = None,
 ) -> dict:
     """Train one (experiment, seed) with resume; write ``model_out`` and ``history_out``.
+    ``pretrained``: provenance of the ImageNet weights (``weights_provenance``), kept in the model file.
 
     Returns the model payload without the weights.
     """
@@ -821,7 +827,7 @@ def train_run(
         raise RuntimeError(f"{label}: no epoch was trained")
     # Rewritten here too: a run resumed after its last epoch trains none and must still write it.
     write_csv_atomic(Path(history_out), state.history, HISTORY_FIELDS)
-    payload = model_payload(state, experiment, seed, classes, device)
+    payload = model_payload(state, experiment, seed, classes, device, pretrained)
     save_torch_atomic(Path(model_out), payload)
     if ckpt is not None:
         ckpt.clear()
@@ -871,6 +877,8 @@ def write_evaluation(*, experiment: dict, seed: int, payload: dict, device: torc
     own["epochs_run"] = int(payload["epochs_run"])
     result = run_metadata(experiment, seed, payload.get("train_device", device.type), names, own)
     result["cross"] = cross
+    if payload.get("pretrained"):  # which ImageNet weights: the report labels the demo's stand-ins
+        result["pretrained"] = dict(payload["pretrained"])
     save_npz_atomic(Path(predictions_out), conditions=np.array([c["key"] for c in conditions], dtype=str), **arrays)
     write_json_atomic(Path(metrics_out), result)
     return result

@@ -10,8 +10,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fashion_rembg.evaluation.metrics import segmentation_metrics
+from fashion_rembg.evaluation.metrics import miou_of_confusions, segmentation_metrics
 from fashion_rembg.models.segmenters import build_segmenter
+from fashion_rembg.models.weights import weights_provenance
 from fashion_rembg.training.common import (
     BatchFeeder,
     TrainConfig,
@@ -54,6 +55,7 @@ class _ConfusionTracker:
         self.keep_predictions = keep_predictions
         self.predictions: list[np.ndarray] = []
         self.rows: list[np.ndarray] = []
+        self.image_confusions: list[torch.Tensor] = []  # (B, C, C) per batch: the statistics resample images
 
     def update(self, logits: torch.Tensor, targets: torch.Tensor, rows: np.ndarray) -> None:
         c = self.num_classes
@@ -61,6 +63,9 @@ class _ConfusionTracker:
         if self.keep_predictions:
             self.predictions.append(pred.to(torch.uint8).cpu().numpy())
             self.rows.append(np.asarray(rows))
+            image = torch.arange(len(pred), device=pred.device).view(-1, *[1] * (pred.dim() - 1))
+            cells = (image * (c * c) + targets * c + pred).flatten()
+            self.image_confusions.append(torch.bincount(cells, minlength=len(pred) * c * c).view(-1, c, c))
         counts = torch.bincount((targets * c + pred).flatten(), minlength=c * c).view(c, c)
         self.confusion = counts if self.confusion is None else self.confusion + counts
 
@@ -71,6 +76,11 @@ class _ConfusionTracker:
 
     def metrics(self) -> dict:
         return segmentation_metrics(self.matrix(), self.names)
+
+    def per_image(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-image pixel confusion matrices (N, C, C) int32 and per-image mean IoU (N,) float32."""
+        confusions = torch.cat(self.image_confusions).cpu().numpy().astype(np.int32)
+        return confusions, miou_of_confusions(confusions).astype(np.float32)
 
     def score(self) -> float:
         return float(self.metrics()["miou"])
@@ -142,6 +152,7 @@ def train_segmenter(
     cfg = TrainConfig.from_experiment(experiment, seed)
     store, names, cmaps = _segmentation_store(images, classmaps, manifest, classes, cfg.input_size)
     _check_class_maps(store, cmaps, names, classmaps, classes, manifest)
+    init = experiment.get("init", "scratch")
     return train_run(
         experiment=experiment,
         seed=seed,
@@ -151,12 +162,13 @@ def train_segmenter(
         manifest=store.manifest,
         manifest_path=manifest,
         classes=names,
-        build_model=_model_builder(experiment, len(names), torch_home, experiment.get("init", "scratch")),
+        build_model=_model_builder(experiment, len(names), torch_home, init),
         ops=SegmentationOps(names),
         model_out=model_out,
         history_out=history_out,
         checkpoint_dir=checkpoint_dir,
         fingerprint_inputs=[images, classmaps, manifest, classes],
+        pretrained=weights_provenance(experiment, torch_home) if init == "imagenet" else None,
     )
 
 
@@ -176,7 +188,8 @@ def evaluate_segmenter(
     """Evaluate a trained segmenter on the test split of every image condition (first = its own).
 
     metrics.json: ``metrics`` on the own condition (+ best epoch), ``cross`` for all conditions;
-    predictions.npz: ``ids``, ``conditions`` and ``predictions_<key>`` (uint8 class maps).
+    predictions.npz: ``ids``, ``conditions`` and per condition ``predictions_<key>`` (uint8 class maps),
+    ``confusion_<key>`` (per-image pixel confusion matrices) and ``iou_<key>`` (per-image mean IoU).
     """
     require_keys(experiment, REQUIRED_KEYS, task="segmentation")
     if not conditions:
@@ -198,6 +211,7 @@ def evaluate_segmenter(
         _, tracker = evaluate(net, feeder, SegmentationOps(names, keep_predictions=True), _amp_dtype(device, cfg.amp))
         cross.append(cross_entry(cond, tracker.metrics()))
         arrays[f"predictions_{cond['key']}"] = np.concatenate(tracker.predictions)
+        arrays[f"confusion_{cond['key']}"], arrays[f"iou_{cond['key']}"] = tracker.per_image()
         ids_ref = same_test_rows(ids_ref, test_row_ids(store.manifest, np.concatenate(tracker.rows)), conditions, cond)
     result = write_evaluation(experiment=experiment, seed=seed, payload=payload, device=device, names=names,
                               cross=cross, conditions=conditions, metrics_out=metrics_out,
