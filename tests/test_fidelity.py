@@ -246,3 +246,46 @@ def test_schema_fit_and_mask_input():
     config["saliency"]["mask_input"] = "crop"
     with pytest.raises(Exception, match="crop"):
         validate(config, schema)
+
+
+# ---------------------------------------------------------------- photo readers: row i is the photo of store row i
+
+
+def _stores(kind, tmp_path, fs14_root):
+    """(dataset, prepare-rule inputs, store dir) of a contain store prepared from raw fixtures."""
+    from raw_fixtures import make_fashionpedia, make_modanet
+
+    from fashion_rembg.datasets.fashionpedia import prepare_fashionpedia
+    from fashion_rembg.datasets.modanet import extract_images, prepare_modanet
+
+    out = tmp_path / "store"
+    if kind == "fashionstyle14":
+        prepare_fashionstyle14(fs14_root, out, (24, 24), fit="contain")
+        return kind, {"fashionstyle14": [str(fs14_root / "train.csv")]}, out
+    if kind.startswith("modanet"):
+        ann, lmdb_dir = make_modanet(tmp_path / "raw")
+        images = lmdb_dir
+        if kind == "modanet-extracted":  # the %07d.jpg files taken out of the LMDB, which is then deleted
+            images = tmp_path / "extracted" / "modanet_images"
+            extract_images(ann, lmdb_dir, images)
+            for f in lmdb_dir.iterdir():
+                f.unlink()
+        prepare_modanet(ann, images, out, (24, 24), 0.2, 0.2, 0, fit="contain")
+        marker = images / "extracted.json" if kind == "modanet-extracted" else lmdb_dir / "data.mdb"
+        return "modanet", {"annotations": str(ann), "images": str(marker)}, out
+    paths = make_fashionpedia(tmp_path / "raw", as_folders=kind == "fashionpedia-folders")
+    prepare_fashionpedia(paths, out, (24, 24), val_fraction=0.25, fit="contain")
+    return "fashionpedia", paths, out
+
+
+@pytest.mark.parametrize("kind", ["fashionstyle14", "modanet", "modanet-extracted", "fashionpedia",
+                                  "fashionpedia-folders"])
+def test_store_photos_are_the_photos_of_the_store_rows(kind, fs14, tmp_path):
+    dataset, inputs, out = _stores(kind, tmp_path, fs14)
+    images = np.load(out / "images.npy")
+    # decoded at the store's own JPEG draft scale (2× the store), the fitted photo is the store row, byte for byte
+    with StorePhotos(dataset, inputs, out / "manifest.tsv", min_size=(48, 48)) as photos:
+        assert len(photos) == len(images) > 2
+        for i in range(len(images)):
+            fitted = np.asarray(fit_image(Image.fromarray(photos.photo(i)), (24, 24), fit="contain"))
+            assert np.array_equal(fitted, images[i]), (kind, i)
