@@ -34,7 +34,8 @@ def test_contain_store_and_photo_masks_end_to_end(tmp_path):
     home = tmp_path / "models"
     home.mkdir()
     conv_model(home / "mine.onnx", 320, seed=2)
-    targets = [f"results/saliency/{d}/mine/{f}" for d in ("fashionstyle14", "modanet") for f in ("quality.json", "session.json")]
+    targets = [f"results/saliency/{d}/mine/{f}" for d in ("fashionstyle14", "modanet")
+               for f in ("quality.json", "session.json")]
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config_for(home, "photo")))
     snakemake(tmp_path, *targets)
 

@@ -116,13 +116,15 @@ def _photo_input_shard(images_npy, masks_npy, predictor, photos: dict, *, start:
     n, h, w = np.load(images_npy, mmap_mode="r").shape[:3]
     store_size = tuple(int(v) for v in photos["store_size"])
     if store_size != (h, w):
-        raise ValueError(f"{images_npy} holds {h}x{w} images but store_size is {list(store_size)}: rerun the prepare step")
+        raise ValueError(f"{images_npy} holds {h}x{w} images but store_size is {list(store_size)}: "
+                         "rerun the prepare step")
     min_size = photo_decode_size(store_size, predictor.contract.size)
     with StorePhotos(photos["dataset"], photos["inputs"], photos["manifest"], min_size) as source:
         if len(source) != n:
             raise ValueError(f"{photos['manifest']} lists {len(source)} rows but {images_npy} holds {n}: "
                              "rerun the prepare step")
-        write_photo_masks(source, Path(masks_npy), predictor, start=start, stop=stop, store_size=store_size, fit=photos["fit"])
+        write_photo_masks(source, Path(masks_npy), predictor, start=start, stop=stop, store_size=store_size,
+                          fit=photos["fit"])
 
 
 def gather_masks(shard_npys, shard_jsons, images_npy, masks_npy, session_json) -> dict:
