@@ -194,21 +194,27 @@ def test_photo_input_shard_fits_rembg_masks_like_the_images(session, fs14, tmp_p
     assert store_info["mask_input"] == "store" and not np.array_equal(np.load(tmp_path / "s.npy"), got)
 
 
-def test_photo_masks_stream_one_batch(session, fs14, tmp_path):
+@pytest.mark.parametrize("workers", [1, 3])
+def test_photo_masks_stream_one_batch_and_threads_change_nothing(session, fs14, tmp_path, workers):
     session, _ = session
     out = tmp_path / "store"
     prepare_fashionstyle14(fs14, out, (32, 32))
     seen = []
 
-    class Counting(StorePhotos):
-        def photos(self, start, stop):
-            seen.append(stop - start)
-            return super().photos(start, stop)
+    class Counting(MaskPredictor):
+        def photo_masks(self, photos):
+            seen.append(len(photos))
+            return super().photo_masks(photos)
 
-    with Counting("fashionstyle14", {"fashionstyle14": str(fs14 / "train.csv")}, out / "manifest.tsv") as source:
-        write_photo_masks(source, tmp_path / "m.npy", MaskPredictor(session, "u2net_custom", batch_size=4),
-                          start=0, stop=14, store_size=(32, 32), fit="cover")
+    predictor = Counting(session, "u2net_custom", batch_size=4, workers=workers)
+    with StorePhotos("fashionstyle14", {"fashionstyle14": str(fs14 / "train.csv")}, out / "manifest.tsv") as source:
+        write_photo_masks(source, tmp_path / f"m{workers}.npy", predictor, start=0, stop=14, store_size=(32, 32),
+                          fit="cover")
+        one_by_one = MaskPredictor(session, "u2net_custom", batch_size=1)
+        serial = [np.asarray(fit_image(Image.fromarray(m), (32, 32)))
+                  for m in one_by_one.photo_masks([source.photo(i) for i in range(14)])]
     assert seen == [4, 4, 4, 2]
+    assert np.abs(np.load(tmp_path / f"m{workers}.npy").astype(int) - np.stack(serial)).max() <= 1
 
 
 def test_changed_raw_photo_is_a_clear_error(fs14, tmp_path):

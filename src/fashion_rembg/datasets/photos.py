@@ -7,7 +7,6 @@ the prepare step used, so it is the photo that store row i was made from.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -98,10 +97,6 @@ class StorePhotos:
         except (DataError, OSError, *DECODE_ERRORS) as err:
             raise DataError(f"{where}: the raw photo cannot be read again ({err}); the raw data changed since "
                             f"{self.manifest_path} was prepared: rerun the prepare step") from None
-
-    def photos(self, start: int, stop: int) -> Iterator[np.ndarray]:
-        for index in range(start, stop):
-            yield self.photo(index)
 
     def close(self) -> None:
         self.reader.close()

@@ -350,15 +350,16 @@ def write_photo_masks(photos, out_npy: Path, predictor: MaskPredictor, *, start:
                       store_size: tuple[int, int], fit: str) -> Path:
     """Masks of store rows ``[start, stop)`` computed on their raw photos (``datasets.photos.StorePhotos``):
     rembg on each whole photo, the mask fitted to the store like the image (``fit_image``, bilinear:
-    a soft mask resamples like pixels), then the mask set's threshold. Holds one batch of photos."""
+    a soft mask resamples like pixels), then the mask set's threshold. Holds one batch of photos,
+    decoded by ``predictor.workers`` threads (PIL releases the GIL; decoding dominates on a GPU)."""
     from ..datasets.store import fit_image
 
     if not 0 <= start <= stop <= len(photos):
         raise ValueError(f"shard [{start}, {stop}) is outside the manifest ({len(photos)} rows)")
     h, w = store_size
-    with atomic_npy(Path(out_npy), (stop - start, h, w)) as out:
+    with atomic_npy(Path(out_npy), (stop - start, h, w)) as out, ThreadPoolExecutor(predictor.workers) as pool:
         for s in range(start, stop, predictor.batch_size):
-            batch = list(photos.photos(s, min(s + predictor.batch_size, stop)))
+            batch = list(pool.map(photos.photo, range(s, min(s + predictor.batch_size, stop))))
             for i, mask in enumerate(predictor.photo_masks(batch)):
                 fitted = np.asarray(fit_image(Image.fromarray(mask), store_size, fit=fit))
                 out[s - start + i] = threshold_masks(fitted[None], predictor.options)[0]

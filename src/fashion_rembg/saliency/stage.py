@@ -89,6 +89,8 @@ def run_mask_shard(images_npy, masks_npy, info_json, *, start: int, stop: int, s
     seconds = time.perf_counter() - t1
     count = stop - start
     info.update(predictor.describe())
+    if photos:
+        info["prefetch"] = False  # photo input decodes in threads per batch; inference does not overlap it
     info.update({
         "mask_set": spec,
         "mask_input": "photo" if photos else "store",
