@@ -72,6 +72,8 @@ def fake_paper_workdir(workdir: Path, n_images: int = FS14_IMAGES) -> Path:
     ann = modanet["annotations"]["path"] if isinstance(modanet["annotations"], dict) else modanet["annotations"]
     _touch(workdir / ann, "{}")
     _touch(workdir / modanet["lmdb"] / "data.mdb")
+    # ... and the ModaNet photos taken out of it, which prepare read (mask_input photo reads them again).
+    _touch(workdir / config["downloads"]["extract_dir"] / "modanet_images" / "extracted.json", "{}")
     _touch(workdir / config["saliency"]["model_home"] / f"{config['saliency']['model']}.onnx")
     sys.path.insert(0, str(ROOT / "src"))
     from fashion_rembg.config import experiment_table, pretrained_file

@@ -249,7 +249,7 @@ def test_plan_and_gather_tile_the_store(tmp_path):
             "providers_requested": ["CPUExecutionProvider"], "threads": 1, "weights": "w",
             "weights_checksum": {}, "onnxruntime": "x", "rembg": "y", "batch_size": 2, "dynamic_batch": True,
             "vectorised": True, "prefetch": True, "workers": 1, "options": {}, "providers": ["CPUExecutionProvider"],
-            "fallback": False, "session_seconds": 0.1, "host": "h"}
+            "fallback": False, "session_seconds": 0.1, "host": "h", "mask_input": "store"}
     for a, b in reversed(plan["shards"]):  # order of the inputs does not matter
         np.save(tmp_path / f"{a}-{b}.npy", masks[a:b])
         (tmp_path / f"{a}-{b}.json").write_text(json.dumps({
@@ -260,7 +260,7 @@ def test_plan_and_gather_tile_the_store(tmp_path):
     info = gather_masks(npys, jsons, tmp_path / "images.npy", tmp_path / "out" / "masks.npy",
                         tmp_path / "out" / "session.json")
     np.testing.assert_array_equal(np.load(tmp_path / "out" / "masks.npy"), masks)
-    assert info["images"] == 7 and [s["start"] for s in info["shards"]] == [0, 3, 6]
+    assert info["images"] == 7 and info["mask_input"] == "store" and [s["start"] for s in info["shards"]] == [0, 3, 6]
     assert info["images_per_second"] == pytest.approx(7 / 3, rel=1e-3)
     with pytest.raises(ValueError, match="do not tile"):
         gather_masks(npys[:1] + npys[2:], jsons[:1] + jsons[2:], tmp_path / "images.npy",

@@ -35,6 +35,27 @@ def mask_run_settings(config: dict) -> dict:
     return {"device": s["device"], "batch_size": s["batch_size"], "verify_checksums": s["verify_checksums"]}
 
 
+def photo_mask_inputs(config: dict, sources: dict, dataset: str) -> dict[str, str | list[str]]:
+    """Extra inputs of a mask shard job with saliency.mask_input photo: the store's manifest and the
+    raw inputs of the dataset's prepare step (none with mask_input store)."""
+    settings = photo_mask_settings(config, sources, dataset)
+    if settings is None:
+        return {}
+    return {"manifest": settings["manifest"], **{f"raw_{k}": v for k, v in settings["inputs"].items()}}
+
+
+def photo_mask_settings(config: dict, sources: dict, dataset: str) -> dict | None:
+    """What a mask shard job needs to re-read the raw photos behind a store (None: mask_input store)."""
+    if config["saliency"].get("mask_input", "store") != "photo":
+        return None
+    if dataset not in sources:
+        raise ConfigError(f"saliency.mask_input photo: datasets.{dataset} has no raw inputs to read photos from")
+    ds = config["datasets"][dataset]
+    return {"dataset": dataset, "inputs": dict(sources[dataset].inputs),
+            "manifest": f"results/data/{dataset}/manifest.tsv", "store_size": list(ds["store_size"]),
+            "fit": ds.get("fit", "cover")}
+
+
 def fetch_inputs(config: dict, model: str) -> list[str]:
     """birefnet-general-fp16 is converted from birefnet-general; other models have no input."""
     if model in DERIVED_WEIGHTS:

@@ -147,6 +147,7 @@ if "fashionstyle14" in SOURCES:
             images="results/data/fashionstyle14/images.npy",
         params:
             store_size=DATASET_CONFIG["fashionstyle14"]["store_size"],
+            fit=DATASET_CONFIG["fashionstyle14"]["fit"],
         threads: PREPARE_THREADS
         conda:
             CONDA_ENV
@@ -171,6 +172,7 @@ if "modanet" in SOURCES:
             classmaps="results/data/modanet/classmaps.npy",
         params:
             store_size=DATASET_CONFIG["modanet"]["store_size"],
+            fit=DATASET_CONFIG["modanet"]["fit"],
             split=DATASET_CONFIG["modanet"]["split"],
         threads: PREPARE_THREADS
         conda:
@@ -196,6 +198,7 @@ if "fashionpedia" in SOURCES:
             classmaps="results/data/fashionpedia/classmaps.npy",
         params:
             store_size=DATASET_CONFIG["fashionpedia"]["store_size"],
+            fit=DATASET_CONFIG["fashionpedia"]["fit"],
             classes=DATASET_CONFIG["fashionpedia"]["classes"],
             split=DATASET_CONFIG["fashionpedia"]["split"],
         threads: PREPARE_THREADS
@@ -219,6 +222,7 @@ rule prepare_truth:
     params:
         truth_dir=truth_dir,
         store_size=store_size,
+        fit=lambda wildcards: DATASET_CONFIG[wildcards.dataset]["fit"],
     conda:
         CONDA_ENV
     log:

@@ -1,5 +1,6 @@
 # Saliency masks with rembg (the study's independent variable) and rembg composites.
 # {sod} names a mask set (rembg model + mask options; fashion_rembg.saliency.registry).
+from fashion_rembg.workflow_paths import photo_mask_inputs, photo_mask_settings
 
 
 rule train_standin_sod:
@@ -63,8 +64,10 @@ checkpoint saliency_plan:
 
 
 rule saliency_shard:
-    """Masks of one shard through one rembg session (batched, CUDA or CPU with `threads`)."""
+    """Masks of one shard through one rembg session (batched, CUDA or CPU with `threads`); with
+    saliency.mask_input photo, rembg runs on the raw photos and the masks are fitted like the images."""
     input:
+        unpack(lambda wildcards: photo_mask_inputs(config, SOURCES, wildcards.dataset)),
         images="results/data/{dataset}/images.npy",
         model=mask_model,
     output:
@@ -78,6 +81,7 @@ rule saliency_shard:
         spec=mask_spec,
         model_home=MODEL_HOME,
         run=MASK_RUN,
+        photos=lambda wildcards: photo_mask_settings(config, SOURCES, wildcards.dataset),
     threads: SALIENCY["threads"]
     resources:
         gpu=SALIENCY["gpu"],

@@ -10,4 +10,5 @@ with log_to(snakemake.log[0]):
         check_file(snakemake.config, "fashionpedia", key, path)  # pins / first-use hash
     split = snakemake.params.split
     prepare_fashionpedia(paths, Path(snakemake.output.manifest).parent, tuple(snakemake.params.store_size),
-                         snakemake.params.classes, split["val_fraction"], split["seed"], workers=snakemake.threads)
+                         snakemake.params.classes, split["val_fraction"], split["seed"], workers=snakemake.threads,
+                         fit=snakemake.params.fit)

@@ -5,4 +5,4 @@ with log_to(snakemake.log[0]):
     run_mask_shard(snakemake.input.images, snakemake.output.masks, snakemake.output.info,
                    start=int(snakemake.wildcards.start), stop=int(snakemake.wildcards.stop),
                    spec=snakemake.params.spec, model_home=snakemake.params.model_home,
-                   threads=snakemake.threads, **snakemake.params.run)
+                   threads=snakemake.threads, photos=snakemake.params.photos, **snakemake.params.run)

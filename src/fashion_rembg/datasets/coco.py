@@ -172,7 +172,7 @@ def split_ids(image_ids: list, val_fraction: float, test_fraction: float, seed: 
 # One image + its annotations → store rows
 # ----------------------------------------------------------------------------------------------
 def segmentation_rows(payload: bytes | Path, width: int, height: int, annotations: list[dict],
-                      class_of, store_size: tuple[int, int]) -> tuple[dict[str, np.ndarray], str]:
+                      class_of, store_size: tuple[int, int], fit: str = "cover") -> tuple[dict[str, np.ndarray], str]:
     """Image and class-map rows aligned pixel for pixel, and a note; DataError if unusable.
 
     Annotations may refer to the stored pixels or to the EXIF-rotated view: the JSON's width ×
@@ -195,8 +195,8 @@ def segmentation_rows(payload: bytes | Path, width: int, height: int, annotation
     label = Image.fromarray(classmap)
     if frame == "stored" and o != 1:
         label = transpose_like(label, o)
-    rows = {"images": np.asarray(fit_image(rgb, store_size), dtype=np.uint8),
-            "classmaps": np.asarray(fit_image(label, store_size, Image.Resampling.NEAREST), dtype=np.uint8)}
+    rows = {"images": np.asarray(fit_image(rgb, store_size, fit=fit), dtype=np.uint8),
+            "classmaps": np.asarray(fit_image(label, store_size, Image.Resampling.NEAREST, fit), dtype=np.uint8)}
     skipped = sum(1 for n in notes if n == "annotation without polygons")
     extra = [f"{skipped} annotation(s) without polygons"] if skipped else []
     extra += sorted({n for n in notes if n != "annotation without polygons"})

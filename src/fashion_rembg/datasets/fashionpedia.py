@@ -71,9 +71,10 @@ def load_annotations(path: Path, official: str) -> dict:
 
 
 class _Context:
-    def __init__(self, sources: dict[str, tuple[str, str]], store_size: tuple[int, int], classes: str):
+    def __init__(self, sources: dict[str, tuple[str, str]], store_size: tuple[int, int], classes: str,
+                 fit: str = "cover"):
         self.readers = {split: image_reader(path, folder) for split, (path, folder) in sources.items()}
-        self.store_size, self.class_of = store_size, class_mapping(classes)
+        self.store_size, self.class_of, self.fit = store_size, class_mapping(classes), fit
 
     def close(self) -> None:
         for reader in self.readers.values():
@@ -87,7 +88,7 @@ def _work(ctx: _Context, item: dict):
         if payload is None:
             return None, f"{item['file_name']} not found in {reader.path} (folder {reader.folder}/)"
         rows, note = segmentation_rows(payload, item["width"], item["height"], item["annotations"], ctx.class_of,
-                                       ctx.store_size)
+                                       ctx.store_size, ctx.fit)
     except DataError as err:
         return None, str(err)
     return rows, {"id": item["id"], "source": item["source"], "split": item["split"], "label": "",
@@ -95,7 +96,7 @@ def _work(ctx: _Context, item: dict):
 
 
 def prepare_fashionpedia(paths: dict[str, str], out_dir: Path, store_size: tuple[int, int], classes: str = "garments",
-                         val_fraction: float = 0.1, seed: int = 0, workers: int = 1) -> dict:
+                         val_fraction: float = 0.1, seed: int = 0, workers: int = 1, fit: str = "cover") -> dict:
     """`paths`: train_annotations, val_annotations, train_images, val_images (zip or folder).
 
     Writes manifest.tsv, quarantine.tsv, classes.json, images.npy and classmaps.npy into out_dir.
@@ -128,5 +129,5 @@ def prepare_fashionpedia(paths: dict[str, str], out_dir: Path, store_size: tuple
                    "annotations": anns, "split": split[int(im["id"])]}
                   for im, anns, source in labelled]
     return write_segmentation_store(
-        out_dir, items, _work, functools.partial(_Context, sources, tuple(store_size), classes),
+        out_dir, items, _work, functools.partial(_Context, sources, tuple(store_size), classes, fit),
         names, quarantine, store_size, workers, "Fashionpedia")

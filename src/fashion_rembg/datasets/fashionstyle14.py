@@ -127,21 +127,22 @@ def load_rgb(path: Path) -> tuple[Image.Image, str]:
 
 
 class _Context:
-    def __init__(self, store_size: tuple[int, int]):
-        self.store_size = store_size
+    def __init__(self, store_size: tuple[int, int], fit: str = "cover"):
+        self.store_size, self.fit = store_size, fit
 
 
 def _work(ctx: _Context, item: tuple[str, str]):
     relpath, path = item
     try:
-        return store_row(path, ctx.store_size)
+        return store_row(path, ctx.store_size, ctx.fit)
     except DataError as err:
         return None, str(err)
     except OSError as err:  # unreadable file (permissions, I/O error)
         return None, f"unreadable file ({err})"
 
 
-def prepare_fashionstyle14(root: Path, out_dir: Path, store_size: tuple[int, int], workers: int = 1) -> dict:
+def prepare_fashionstyle14(root: Path, out_dir: Path, store_size: tuple[int, int], workers: int = 1,
+                           fit: str = "cover") -> dict:
     """Write manifest.tsv, quarantine.tsv, classes.json and images.npy into out_dir."""
     root, out_dir = find_root(root), Path(out_dir)
     check_style_folders(root)
@@ -159,7 +160,7 @@ def prepare_fashionstyle14(root: Path, out_dir: Path, store_size: tuple[int, int
     rows = []
     items = [(relpath, str(path)) for relpath, _, _, path in listed]
     try:
-        results = ordered_map(_work, items, open_context=functools.partial(_Context, tuple(store_size)),
+        results = ordered_map(_work, items, open_context=functools.partial(_Context, tuple(store_size), fit),
                               workers=workers, chunk_size=16)
         for slot, ((relpath, style, split, _), (row, note)) in enumerate(zip(listed, results)):
             if row is None:

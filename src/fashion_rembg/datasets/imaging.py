@@ -69,13 +69,14 @@ def open_raw(source: bytes | str | Path, draft_size: tuple[int, int] | None = No
         raise DataError(f"undecodable image ({type(err).__name__}: {err})") from None
 
 
-def store_row(source: bytes | str | Path, store_size: tuple[int, int]) -> tuple[np.ndarray, str]:
-    """(H, W, 3) uint8 row at the working resolution, plus a note of the conversions applied."""
+def store_row(source: bytes | str | Path, store_size: tuple[int, int], fit: str = "cover") -> tuple[np.ndarray, str]:
+    """(H, W, 3) uint8 row at the working resolution (`fit`: see store.fit_image), plus a note of the
+    conversions applied."""
     height, width = store_size
     img = open_raw(source, draft_size=(2 * width, 2 * height))
     try:
         rgb, note = to_rgb(img)
-        return np.asarray(fit_image(rgb, store_size), dtype=np.uint8), note
+        return np.asarray(fit_image(rgb, store_size, fit=fit), dtype=np.uint8), note
     except DECODE_ERRORS as err:
         raise DataError(f"undecodable image ({type(err).__name__}: {err})") from None
 

@@ -101,10 +101,10 @@ def extract_images(annotations: Path, lmdb_dir: Path, target: Path) -> dict:
 
 
 class _Context:
-    def __init__(self, source: str, store_size: tuple[int, int]):
+    def __init__(self, source: str, store_size: tuple[int, int], fit: str = "cover"):
         self.lmdb = (Path(source) / "data.mdb").is_file()
         self.reader = LmdbReader(source) if self.lmdb else FolderReader(source, "")
-        self.store_size = store_size
+        self.store_size, self.fit = store_size, fit
 
     def close(self) -> None:
         self.reader.close()
@@ -117,7 +117,7 @@ def _work(ctx: _Context, item: dict):
         if payload is None:
             return None, f"id {image_id} missing from {item['missing_from']}"
         rows, note = segmentation_rows(payload, item["width"], item["height"], item["annotations"], None,
-                                       ctx.store_size)
+                                       ctx.store_size, ctx.fit)
     except DataError as err:
         return None, str(err)
     return rows, {"id": str(image_id), "source": item["source"], "split": item["split"], "label": "",
@@ -136,7 +136,7 @@ def image_source(images: Path) -> tuple[Path, str]:
 
 
 def prepare_modanet(annotations: Path, images: Path, out_dir: Path, store_size: tuple[int, int],
-                    val_fraction: float, test_fraction: float, seed: int, workers: int = 1) -> dict:
+                    val_fraction: float, test_fraction: float, seed: int, workers: int = 1, fit: str = "cover") -> dict:
     """Write manifest.tsv, quarantine.tsv, classes.json, images.npy and classmaps.npy into out_dir.
 
     `images`: the photos.lmdb folder (or a folder above it), or the folder made by `extract_images`.
@@ -155,5 +155,5 @@ def prepare_modanet(annotations: Path, images: Path, out_dir: Path, store_size: 
               "missing_from": missing_from}
              for im in labelled]
     return write_segmentation_store(
-        out_dir, items, _work, functools.partial(_Context, str(source), tuple(store_size)),
+        out_dir, items, _work, functools.partial(_Context, str(source), tuple(store_size), fit),
         ["background", *CATEGORIES], quarantine, store_size, workers, "ModaNet")

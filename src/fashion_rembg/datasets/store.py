@@ -13,14 +13,29 @@ from PIL import Image, ImageOps
 MANIFEST_COLUMNS = ["index", "id", "source", "split", "label", "label_idx", "note"]
 
 
-def fit_image(img: Image.Image, size: tuple[int, int], resample=Image.Resampling.BILINEAR) -> Image.Image:
-    """Resize to cover `size` (H, W) keeping the aspect ratio, then centre-crop.
+FITS = ("cover", "contain")
+# Padding of `contain` images: the ImageNet mean, which the training input normalisation maps to 0,
+# so a pad band reads to the network like its own zero padding (no edge, no colour cue). Single-band
+# arrays (class maps, masks) pad with 0 = background.
+PAD_RGB = (124, 116, 104)
 
-    The same geometry is applied to images, true masks and class maps (NEAREST for labels),
-    so they stay aligned pixel for pixel.
+
+def fit_image(img: Image.Image, size: tuple[int, int], resample=Image.Resampling.BILINEAR,
+              fit: str = "cover") -> Image.Image:
+    """Bring an image to `size` (H, W) keeping its aspect ratio.
+
+    `cover`: resize to cover `size`, then centre-crop (fills the frame, loses what sticks out);
+    `contain`: resize to fit inside `size`, then centre on a pad (keeps the whole photo).
+    The same geometry is applied to images, true masks, class maps (NEAREST for labels) and
+    photo-sized saliency masks, so they stay aligned pixel for pixel.
     """
     height, width = size
-    return ImageOps.fit(img, (width, height), method=resample, centering=(0.5, 0.5))
+    if fit == "cover":
+        return ImageOps.fit(img, (width, height), method=resample, centering=(0.5, 0.5))
+    if fit == "contain":
+        return ImageOps.pad(img, (width, height), method=resample, color=PAD_RGB if img.mode == "RGB" else 0,
+                            centering=(0.5, 0.5))
+    raise ValueError(f"unknown store fit {fit!r}: expected one of {FITS}")
 
 
 def to_rgb(img: Image.Image) -> tuple[Image.Image, str]:

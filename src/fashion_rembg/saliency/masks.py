@@ -77,8 +77,9 @@ def _normalize_one(img: np.ndarray, contract: Contract) -> np.ndarray:
     return x.transpose(2, 0, 1).astype(np.float32)
 
 
-def preprocess(images: np.ndarray, contract: Contract, pool: ThreadPoolExecutor | None = None) -> np.ndarray:
-    """rembg ``BaseSession.normalize`` for a batch: float32 ``(B, 3, S, S)``.
+def preprocess(images: np.ndarray | list[np.ndarray], contract: Contract,
+               pool: ThreadPoolExecutor | None = None) -> np.ndarray:
+    """rembg ``BaseSession.normalize`` for a batch: float32 ``(B, 3, S, S)`` (a list may mix sizes).
 
     Same operations as rembg (LANCZOS resize in PIL, division by the image's own
     max in float64, ImageNet-style mean/std in float64, cast at the end), so the
@@ -96,14 +97,12 @@ def _resize_one(small: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(Image.fromarray(small).resize((w, h), _LANCZOS))
 
 
-def postprocess(raw: np.ndarray, contract: Contract, size: tuple[int, int],
-                pool: ThreadPoolExecutor | None = None) -> np.ndarray:
-    """rembg ``predict`` after inference for a batch: uint8 ``(B, H, W)`` at ``size=(H, W)``.
+def small_masks(raw: np.ndarray, contract: Contract) -> np.ndarray:
+    """rembg ``predict`` before the final resize: uint8 ``(B, h, w)`` at the model's output size.
 
     ``raw`` is the model's first output ``(B, C, h, w)``; channel 0 is min-max
-    normalised per image in float32 (rembg's arithmetic), truncated to uint8 and
-    LANCZOS-resized to the image size. A spatially constant map gives 0 (rembg's
-    0/0 NaN cast).
+    normalised per image in float32 (rembg's arithmetic) and truncated to uint8.
+    A spatially constant map gives 0 (rembg's 0/0 NaN cast).
     """
     pred = raw[:, 0, :, :]
     if contract.sigmoid:
@@ -116,7 +115,14 @@ def postprocess(raw: np.ndarray, contract: Contract, size: tuple[int, int],
     if contract.clip:
         pred = pred.clip(0, 1)
     pred[flat] = 0
-    small = list((pred * 255).astype(np.uint8))
+    return (pred * 255).astype(np.uint8)
+
+
+def postprocess(raw: np.ndarray, contract: Contract, size: tuple[int, int],
+                pool: ThreadPoolExecutor | None = None) -> np.ndarray:
+    """rembg ``predict`` after inference for a batch: uint8 ``(B, H, W)``, each mask
+    (``small_masks``) LANCZOS-resized to the image size ``size=(H, W)``."""
+    small = list(small_masks(raw, contract))
     mapped = pool.map(_resize_one, small, [size] * len(small)) if pool else map(_resize_one, small, [size] * len(small))
     out = np.empty((len(small), *size), dtype=np.uint8)
     for i, m in enumerate(mapped):
@@ -158,16 +164,20 @@ def alpha_matting_masks(images: np.ndarray, masks: np.ndarray, options: dict) ->
     return out
 
 
-def apply_mask_options(images: np.ndarray, masks: np.ndarray, options: dict) -> np.ndarray:
+def apply_mask_options(images: np.ndarray, masks: np.ndarray, options: dict, *, threshold: bool = True) -> np.ndarray:
     """rembg's mask options in rembg's order (post_process, alpha matting), then our threshold."""
     opts = {**MASK_OPTIONS, **(options or {})}
     if opts["post_process"]:
         masks = post_process_masks(masks)
     if opts["alpha_matting"]:
         masks = alpha_matting_masks(images, masks, opts)
-    if opts["threshold"] is not None:
-        masks = np.where(masks >= opts["threshold"], 255, 0).astype(np.uint8)
-    return masks
+    return threshold_masks(masks, opts) if threshold else masks
+
+
+def threshold_masks(masks: np.ndarray, options: dict) -> np.ndarray:
+    """The mask set's ``threshold`` (mask >= t → 255, else 0); soft masks stay as they are without one."""
+    t = {**MASK_OPTIONS, **(options or {})}["threshold"]
+    return masks if t is None else np.where(masks >= t, 255, 0).astype(np.uint8)
 
 
 class MaskPredictor:
@@ -233,6 +243,24 @@ class MaskPredictor:
         if not self.contract.batched:
             return self._rembg_predict(images)
         return postprocess(self._infer(preprocess(images, self.contract)), self.contract, images.shape[1:3])
+
+    def photo_masks(self, photos: list[np.ndarray]) -> list[np.ndarray]:
+        """``rembg.remove(photo, only_mask=True, <options>)`` for photos of any sizes, at each photo's size.
+
+        The batch shares one onnxruntime call (each photo is resized to the model's input size, as
+        rembg does); rembg's post_process / alpha matting run per photo at its own resolution. The
+        mask set's threshold is not applied: the caller fits the masks to the store first.
+        """
+        if not photos:
+            return []
+        for p in photos:
+            _check_images(p[None], "photo")
+        if self.contract.batched:
+            small = small_masks(self._infer(preprocess(photos, self.contract)), self.contract)
+            raw = [_resize_one(m, p.shape[:2]) for m, p in zip(small, photos)]
+        else:
+            raw = [self._rembg_predict(p[None])[0] for p in photos]
+        return [apply_mask_options(p[None], m[None], self.options, threshold=False)[0] for p, m in zip(photos, raw)]
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """Masks for all ``images`` (uint8 (N, H, W, 3)), options applied."""
@@ -316,3 +344,23 @@ def write_masks(
             for s, masks in predictor.stream(view):
                 out[s : s + len(masks)] = masks
     return out_npy
+
+
+def write_photo_masks(photos, out_npy: Path, predictor: MaskPredictor, *, start: int, stop: int,
+                      store_size: tuple[int, int], fit: str) -> Path:
+    """Masks of store rows ``[start, stop)`` computed on their raw photos (``datasets.photos.StorePhotos``):
+    rembg on each whole photo, the mask fitted to the store like the image (``fit_image``, bilinear:
+    a soft mask resamples like pixels), then the mask set's threshold. Holds one batch of photos,
+    decoded by ``predictor.workers`` threads (PIL releases the GIL; decoding dominates on a GPU)."""
+    from ..datasets.store import fit_image
+
+    if not 0 <= start <= stop <= len(photos):
+        raise ValueError(f"shard [{start}, {stop}) is outside the manifest ({len(photos)} rows)")
+    h, w = store_size
+    with atomic_npy(Path(out_npy), (stop - start, h, w)) as out, ThreadPoolExecutor(predictor.workers) as pool:
+        for s in range(start, stop, predictor.batch_size):
+            batch = list(pool.map(photos.photo, range(s, min(s + predictor.batch_size, stop))))
+            for i, mask in enumerate(predictor.photo_masks(batch)):
+                fitted = np.asarray(fit_image(Image.fromarray(mask), store_size, fit=fit))
+                out[s - start + i] = threshold_masks(fitted[None], predictor.options)[0]
+    return Path(out_npy)

@@ -67,8 +67,12 @@ def check_weights(spec: dict, weights: str, *, verify: bool) -> dict:
 
 def run_mask_shard(images_npy, masks_npy, info_json, *, start: int, stop: int, spec: dict, model_home,
                    threads: int, device: str = "auto", batch_size: int = 8, verify_checksums: bool = True,
-                   prefetch: bool | None = None) -> dict:
-    """Masks of images ``[start, stop)`` with one rembg session; provenance into ``info_json``."""
+                   prefetch: bool | None = None, photos: dict | None = None) -> dict:
+    """Masks of images ``[start, stop)`` with one rembg session; provenance into ``info_json``.
+
+    ``photos`` (saliency.mask_input: photo): ``{"dataset", "inputs", "manifest", "store_size", "fit"}``;
+    rembg then runs on the raw photos behind the store rows and the masks are fitted like the images.
+    """
     from .masks import MaskPredictor, write_masks
     from .registry import CONTRACTS
 
@@ -78,12 +82,18 @@ def run_mask_shard(images_npy, masks_npy, info_json, *, start: int, stop: int, s
     predictor = MaskPredictor(session, CONTRACTS[spec["session"]], batch_size=batch_size,
                               options=spec["options"], prefetch=prefetch, workers=threads)
     t1 = time.perf_counter()
-    write_masks(Path(images_npy), Path(masks_npy), predictor, start=start, stop=stop)
+    if photos:
+        _photo_input_shard(images_npy, masks_npy, predictor, photos, start=start, stop=stop)
+    else:
+        write_masks(Path(images_npy), Path(masks_npy), predictor, start=start, stop=stop)
     seconds = time.perf_counter() - t1
     count = stop - start
     info.update(predictor.describe())
+    if photos:
+        info["prefetch"] = False  # photo input decodes in threads per batch; inference does not overlap it
     info.update({
         "mask_set": spec,
+        "mask_input": "photo" if photos else "store",
         "weights_checksum": checksum,
         "start": start,
         "stop": stop,
@@ -98,6 +108,25 @@ def run_mask_shard(images_npy, masks_npy, info_json, *, start: int, stop: int, s
     log.info("shard %d-%d of %s: %s", start, stop, spec["name"], info)
     write_json(info, Path(info_json))
     return info
+
+
+def _photo_input_shard(images_npy, masks_npy, predictor, photos: dict, *, start: int, stop: int) -> None:
+    """Photo-input masks of one shard, after checking that the manifest still describes the store."""
+    from ..datasets.photos import StorePhotos, photo_decode_size
+    from .masks import write_photo_masks
+
+    n, h, w = np.load(images_npy, mmap_mode="r").shape[:3]
+    store_size = tuple(int(v) for v in photos["store_size"])
+    if store_size != (h, w):
+        raise ValueError(f"{images_npy} holds {h}x{w} images but store_size is {list(store_size)}: "
+                         "rerun the prepare step")
+    min_size = photo_decode_size(store_size, predictor.contract.size)
+    with StorePhotos(photos["dataset"], photos["inputs"], photos["manifest"], min_size) as source:
+        if len(source) != n:
+            raise ValueError(f"{photos['manifest']} lists {len(source)} rows but {images_npy} holds {n}: "
+                             "rerun the prepare step")
+        write_photo_masks(source, Path(masks_npy), predictor, start=start, stop=stop, store_size=store_size,
+                          fit=photos["fit"])
 
 
 def gather_masks(shard_npys, shard_jsons, images_npy, masks_npy, session_json) -> dict:
@@ -138,7 +167,7 @@ def gather_masks(shard_npys, shard_jsons, images_npy, masks_npy, session_json) -
     first = infos[order[0]]
     seconds = sum(i["seconds"] for i in infos)
     providers = sorted({i["provider"] for i in infos})
-    merged = {k: first[k] for k in ("mask_set", "model", "rembg_session", "device", "providers_requested",
+    merged = {k: first[k] for k in ("mask_set", "mask_input", "model", "rembg_session", "device", "providers_requested",
                                      "threads", "weights", "weights_checksum", "onnxruntime", "rembg",
                                      "batch_size", "dynamic_batch", "vectorised", "prefetch", "workers",
                                      "options")}
