@@ -75,8 +75,21 @@ def control_datasets(config: dict) -> dict[str, dict[str, Any]]:
             continue
         folder = control_dir(config, name)
         entry = {k: v for k, v in base.items() if k not in ("root", "truth", "archive")}
-        out[spec["dataset"]] = entry | {"root": f"{folder}/FashionStyle14_v1", "truth": f"{folder}/truth/fashionstyle14"}
+        out[spec["dataset"]] = entry | {"root": f"{folder}/FashionStyle14_v1", "truth": f"{folder}/truth/fashionstyle14",
+                                        "reader": MAIN_DATASET}
     return out
+
+
+def control_plans(config: dict) -> dict:
+    """Source plans of the generated control sets: their split CSVs, read like FashionStyle14's."""
+    from .datasets.sources import DatasetPlan
+
+    plans = {}
+    for name, entry in control_datasets(config).items():
+        plan = DatasetPlan(name)
+        plan.inputs[MAIN_DATASET] = [f"{entry['root']}/{split}.csv" for split in ("train", "val", "test")]
+        plans[name] = plan
+    return plans
 
 
 def control_dir(config: dict, name: str) -> str:

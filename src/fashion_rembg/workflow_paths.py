@@ -51,7 +51,8 @@ def photo_mask_settings(config: dict, sources: dict, dataset: str) -> dict | Non
     if dataset not in sources:
         raise ConfigError(f"saliency.mask_input photo: datasets.{dataset} has no raw inputs to read photos from")
     ds = config["datasets"][dataset]
-    return {"dataset": dataset, "inputs": dict(sources[dataset].inputs),
+    # A control set is read like the dataset it varies (fashion_rembg.controls).
+    return {"dataset": ds.get("reader", dataset), "inputs": dict(sources[dataset].inputs),
             "manifest": f"results/data/{dataset}/manifest.tsv", "store_size": list(ds["store_size"]),
             "fit": ds.get("fit", "cover")}
 

@@ -17,7 +17,7 @@ from fashion_rembg.config import (
     evaluation_conditions,
 )
 from fashion_rembg.controls import PREFIX as CONTROL_PREFIX
-from fashion_rembg.controls import control_datasets
+from fashion_rembg.controls import control_datasets, control_plans
 from fashion_rembg.controls import generator_settings as control_generator_settings
 from fashion_rembg.errors import PipelineError
 from fashion_rembg.workflow_paths import (

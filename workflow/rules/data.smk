@@ -15,7 +15,7 @@ from fashion_rembg.datasets.sources import extract_modanet_images, extract_raw, 
 from fashion_rembg.datasets.sources import plan as plan_sources
 
 try:
-    SOURCES = plan_sources(config)
+    SOURCES = plan_sources(config) | control_plans(config)
 except PipelineError as err:
     raise WorkflowError(f"fashion-rembg configuration: {err}")
 PREPARE_THREADS = 16  # decode workers; Snakemake caps this at --cores (--set-threads prepare_X=N)
@@ -61,7 +61,7 @@ rule demo_control_data:
 rule prepare_control:
     """Same reader as the real FashionStyle14 (prepare_fashionstyle14), on a control set."""
     input:
-        fs14_csv=expand("{demo}/controls/{{control}}/FashionStyle14_v1/{split}.csv", demo=DEMO_DIR, split=["train", "val", "test"]),
+        unpack(lambda wildcards: SOURCES[CONTROL_PREFIX + wildcards.control].inputs),
     output:
         manifest=f"results/data/{CONTROL_PREFIX}{{control}}/manifest.tsv",
         quarantine=f"results/data/{CONTROL_PREFIX}{{control}}/quarantine.tsv",
@@ -69,6 +69,7 @@ rule prepare_control:
         images=f"results/data/{CONTROL_PREFIX}{{control}}/images.npy",
     params:
         store_size=DATASET_CONFIG["fashionstyle14"]["store_size"],
+        fit=DATASET_CONFIG["fashionstyle14"]["fit"],
     threads: PREPARE_THREADS
     conda:
         CONDA_ENV
