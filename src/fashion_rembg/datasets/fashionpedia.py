@@ -129,4 +129,4 @@ def prepare_fashionpedia(paths: dict[str, str], out_dir: Path, store_size: tuple
                   for im, anns, source in labelled]
     return write_segmentation_store(
         out_dir, items, _work, functools.partial(_Context, sources, tuple(store_size), classes),
-        names, quarantine, store_size, workers, "Fashionpedia")
+        names, quarantine, store_size, workers, "Fashionpedia", required_splits=("train", "test"))

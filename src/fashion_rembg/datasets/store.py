@@ -31,10 +31,14 @@ def to_rgb(img: Image.Image) -> tuple[Image.Image, str]:
         notes.append("exif-rotated")
     img = transposed
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # Absolute scale (65535 → 255), never per image: a dark frame must stay dark.
         arr = np.asarray(img, dtype=np.float64)
-        peak = max(arr.max(), 1.0)
-        img = Image.fromarray((arr / peak * 255.0).round().astype(np.uint8), mode="L")
+        if arr.min() < 0 or arr.max() > 65535:
+            raise ValueError(f"{img.mode} image with values {arr.min():g}…{arr.max():g} outside the 16-bit range")
+        img = Image.fromarray((arr / 257.0).round().astype(np.uint8), mode="L")
         notes.append("16-bit→8-bit")
+    elif img.mode == "F":
+        raise ValueError("32-bit float image: its intensity scale is unknown")
     mode = img.mode
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
         white = Image.new("RGBA", img.size, (255, 255, 255, 255))
@@ -139,6 +143,20 @@ def write_store_tables(out_dir: Path, manifest_rows: list[dict], quarantine: lis
     write_tsv(pd.DataFrame(quarantine, columns=["source", "reason"]), out_dir / "quarantine.tsv")
     write_json({"task": task, "classes": list(classes)}, out_dir / "classes.json")
     return manifest
+
+
+def require_splits(dataset: str, manifest: pd.DataFrame, quarantine: list[dict], splits, out_dir: Path) -> None:
+    """Stop prepare when a split ended up empty (all its rows quarantined, or none listed), naming it
+    and how many of its rows were quarantined; training would otherwise fail much later."""
+    from ..errors import DataError
+
+    kept = split_counts(manifest)
+    for split in sorted(splits):
+        if kept.get(split, 0) == 0:
+            rows = [q["reason"] for q in quarantine if q.get("split") == split]
+            example = f"; first reason: {rows[0]}" if rows else ""
+            raise DataError(f"{dataset}: the {split} split is empty after quarantine ({len(rows)} of its rows "
+                            f"quarantined{example}); all reasons: {Path(out_dir) / 'quarantine.tsv'}")
 
 
 def split_counts(manifest: pd.DataFrame) -> dict[str, int]:
