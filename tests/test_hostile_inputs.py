@@ -371,3 +371,77 @@ def test_dry_run_fails_on_an_unknown_architecture(tmp_path):
     assert result.returncode != 0
     assert "classification.grid.arch: unknown classifier architecture 'resnet1B'" in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
+
+
+# --------------------------------------------------------------------- checksums before any read
+def test_modanet_image_extraction_checks_the_pinned_annotation_hash_first(tmp_path, monkeypatch):
+    from raw_fixtures import make_modanet
+
+    from fashion_rembg.datasets import modanet
+    from fashion_rembg.datasets.sources import extract_modanet_images
+
+    ann_path, lmdb_dir = make_modanet(tmp_path / "raw")
+    read = []
+    monkeypatch.setattr(modanet, "load_annotations", lambda path: read.append(path))  # must not be reached
+    config = {"datasets": {"modanet": {"annotations": {"path": str(ann_path), "sha256": "0" * 64}}},
+              "downloads": {"ledger": str(tmp_path / "ledger.tsv")}}
+    before = digest(tmp_path / "raw")
+    with pytest.raises(DataError, match="sha256"):
+        extract_modanet_images(config, str(ann_path), str(lmdb_dir / "data.mdb"), str(tmp_path / "images" / "x.json"))
+    assert read == [] and not (tmp_path / "images").exists()
+    assert digest(tmp_path / "raw") == before
+
+
+# ------------------------------------------------------------------ disk full, read-only results
+WRITE_FAULTS = {
+    "disk full": (28, r"disk full while writing .*about [\d,]+ bytes needed"),  # ENOSPC
+    "read-only results": (30, r"cannot write .*read-only"),  # EROFS
+}
+
+
+@pytest.mark.parametrize("kind", WRITE_FAULTS)
+def test_store_and_checkpoint_writes_explain_disk_faults(tmp_path, monkeypatch, kind):
+    import builtins
+
+    import torch
+
+    from fashion_rembg.errors import PipelineError
+    from fashion_rembg.training.common import save_torch_atomic
+
+    code, expected = WRITE_FAULTS[kind]
+    root = make_fs14(tmp_path / "FashionStyle14_v1", bad_cases=False)
+    real_open = builtins.open
+
+    def failing_open(file, mode="r", *args, **kwargs):
+        if "w" in mode and str(tmp_path / "out") in str(file):
+            raise OSError(code, os.strerror(code), str(file))
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", failing_open)
+    with pytest.raises(PipelineError, match=expected):
+        prepare_fashionstyle14(root, tmp_path / "out", (24, 16))
+    monkeypatch.undo()
+
+    def failing_fdopen(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, "fdopen", failing_fdopen)
+    with pytest.raises(PipelineError, match=expected) as caught:
+        save_torch_atomic(tmp_path / "ckpt" / "last.pt", {"w": torch.zeros(3)})
+    assert str(tmp_path / "ckpt" / "last.pt") in str(caught.value)
+
+
+# ------------------------------------------------------------------------------ quarantine counts
+def test_quarantine_count_is_printed_and_tabled(tmp_path, capfd):
+    from fashion_rembg.reporting.quarantine import write_quarantine_tables
+
+    root = make_fs14(tmp_path / "FashionStyle14_v1")  # with its bad cases: 5 rows quarantined
+    out = tmp_path / "data" / "fashionstyle14"
+    summary = prepare_fashionstyle14(root, out, (24, 16))
+    printed = capfd.readouterr().err
+    assert f"{out}: {summary['images']} images kept, {summary['quarantined']} quarantined" in printed
+    rows = write_quarantine_tables({"fashionstyle14": out}, tmp_path / "q.csv", tmp_path / "q.md")
+    assert rows[0]["kept"] == summary["images"] and rows[0]["quarantined"] == summary["quarantined"] == 5
+    md = (tmp_path / "q.md").read_text()
+    assert f"| fashionstyle14 | {summary['images']} | 5 |" in md and "unknown style" in md
+    assert pd.read_csv(tmp_path / "q.csv")["quarantined"].tolist() == [5]

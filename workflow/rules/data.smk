@@ -93,7 +93,7 @@ if "modanet" in SOURCES and SOURCES["modanet"].modanet_images:
         benchmark:
             "results/benchmarks/extract/modanet_images.tsv"
         run:
-            job_log(log[0], extract_modanet_images, input.annotations, input.lmdb, output[0])
+            job_log(log[0], extract_modanet_images, config, input.annotations, input.lmdb, output[0])
 
 
 if "fashionstyle14" in SOURCES:

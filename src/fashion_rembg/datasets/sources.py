@@ -228,10 +228,12 @@ def extract_raw(config: dict, name: str, archive_path: str, marker: str) -> dict
     return summary
 
 
-def extract_modanet_images(annotations: str, lmdb_input: str, marker: str) -> dict:
-    """The annotated images out of photos.lmdb, bytes unchanged, into the marker's folder."""
+def extract_modanet_images(config: dict, annotations: str, lmdb_input: str, marker: str) -> dict:
+    """The annotated images out of photos.lmdb, bytes unchanged, into the marker's folder; the
+    annotation file's pinned hashes are checked first (it decides which bytes are written)."""
     from .modanet import extract_images
 
+    check_file(config, "modanet", "annotations", annotations)
     return extract_images(Path(annotations), Path(lmdb_input).parent, Path(marker).parent)
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 import json
 import os
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps
+
+from ..npy_io import explain_write_errors
 
 MANIFEST_COLUMNS = ["index", "id", "source", "split", "label", "label_idx", "note"]
 
@@ -69,10 +72,14 @@ class StoreWriter:
         self.header_len = {}
         for name, shape in self.shapes.items():
             header = npy_header((max(capacity, 1), *shape))
-            fh = open(self._partial(name), "wb")
-            fh.write(header)
+            with explain_write_errors(self._partial(name), self._needed(name)):
+                fh = open(self._partial(name), "wb")
+                fh.write(header)
             self.files[name] = fh
             self.header_len[name] = len(header)
+
+    def _needed(self, name: str) -> int:
+        return self.capacity * int(np.prod(self.shapes[name]))
 
     def _partial(self, name: str) -> Path:
         return self.out_dir / f".{name}.partial.npy"
@@ -86,7 +93,8 @@ class StoreWriter:
             row = np.asarray(row)
             if row.shape != self.shapes[name] or row.dtype != np.uint8:
                 raise ValueError(f"StoreWriter: {name} row has {row.shape} {row.dtype}, expected {self.shapes[name]} uint8")
-            self.files[name].write(np.ascontiguousarray(row).tobytes())
+            with explain_write_errors(self.out_dir / f"{name}.npy", self._needed(name)):
+                self.files[name].write(np.ascontiguousarray(row).tobytes())
         self.last_slot = slot
         self.count += 1
 
@@ -142,7 +150,18 @@ def write_store_tables(out_dir: Path, manifest_rows: list[dict], quarantine: lis
     write_tsv(manifest, out_dir / "manifest.tsv")
     write_tsv(pd.DataFrame(quarantine, columns=["source", "reason"]), out_dir / "quarantine.tsv")
     write_json({"task": task, "classes": list(classes)}, out_dir / "classes.json")
+    announce_quarantine(out_dir, len(manifest), len(quarantine))
     return manifest
+
+
+def announce_quarantine(out_dir: Path, kept: int, quarantined: int) -> None:
+    """One console line at the end of prepare (the job log is redirected, the console is not)."""
+    line = f"fashion-rembg: {out_dir}: {kept} images kept, {quarantined} quarantined"
+    if quarantined:
+        line += f" (reasons: {Path(out_dir) / 'quarantine.tsv'})"
+    print(line, file=sys.__stderr__ or sys.stderr, flush=True)
+    if sys.stderr is not sys.__stderr__:
+        print(line, file=sys.stderr)
 
 
 def require_splits(dataset: str, manifest: pd.DataFrame, quarantine: list[dict], splits, out_dir: Path) -> None:

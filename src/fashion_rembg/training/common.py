@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from fashion_rembg.npy_io import explain_write_errors
 from fashion_rembg.training.augment import AUGMENTATIONS
 from fashion_rembg.training.augment import augment as augment_images
 
@@ -383,9 +384,14 @@ def require_keys(experiment: dict, keys: Sequence[str], *, task: str) -> None:
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Temp file in the same directory so os.replace is an atomic rename on the same filesystem.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with explain_write_errors(path, len(data)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Temp file in the same directory so os.replace is an atomic rename on the same filesystem.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        _write_and_replace(fd, tmp, path, data)
+
+
+def _write_and_replace(fd: int, tmp: str, path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
