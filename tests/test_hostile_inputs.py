@@ -445,3 +445,25 @@ def test_quarantine_count_is_printed_and_tabled(tmp_path, capfd):
     md = (tmp_path / "q.md").read_text()
     assert f"| fashionstyle14 | {summary['images']} | 5 |" in md and "unknown style" in md
     assert pd.read_csv(tmp_path / "q.csv")["quarantined"].tolist() == [5]
+
+
+# ------------------------------------------------------------------ raw data changed after prepare
+def test_changed_raw_images_re_prepare_the_dataset(tmp_path):
+    from workflow_helpers import snakemake
+
+    root = make_fs14(tmp_path / "raw" / "FashionStyle14_v1", bad_cases=False)
+    config = yaml.safe_load((ROOT / "config" / "paper.yaml").read_text())
+    config["datasets"]["fashionstyle14"]["root"] = str(root)
+    config["datasets"]["fashionstyle14"]["store_size"] = [32, 32]
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
+    target = "results/data/fashionstyle14/manifest.tsv"
+    snakemake(tmp_path, target)
+    stored = (tmp_path / "results/data/fashionstyle14/images.npy").read_bytes()
+    assert "Nothing to be done" in snakemake(tmp_path, "-n", target).stdout  # unchanged: no rerun
+
+    image = sorted((root / "dataset" / "rock").iterdir())[0]
+    Image.new("RGB", (40, 60), (1, 2, 3)).save(image, format="JPEG")  # same name, new pixels
+    assert "prepare_fashionstyle14" in snakemake(tmp_path, "-n", target).stdout
+    snakemake(tmp_path, target)
+    assert (tmp_path / "results/data/fashionstyle14/images.npy").read_bytes() != stored
+    assert "Nothing to be done" in snakemake(tmp_path, "-n", target).stdout
