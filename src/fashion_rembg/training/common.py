@@ -749,7 +749,7 @@ class Checkpointer:
         # .pt first: a crash between the two writes leaves a sidecar whose hash no longer matches.
         _atomic_write_bytes(self.path, data)
         write_json_atomic(self.sidecar, {"fingerprint": self.fingerprint, "sha256": hashlib.sha256(data).hexdigest(),
-                                         "epoch": state.epoch})  # fmt: skip
+                                         "bytes": len(data), "epoch": state.epoch})  # fmt: skip
 
     def _start_over(self, why: str) -> bool:
         log.warning("not resuming from checkpoint %s: %s; starting over from epoch 1", self.path, why)
@@ -760,11 +760,13 @@ class Checkpointer:
             return False
         try:
             meta = json.loads(self.sidecar.read_text())
-            fingerprint, digest = meta["fingerprint"], meta["sha256"]
+            fingerprint, digest, size = meta["fingerprint"], meta["sha256"], int(meta["bytes"])
         except (OSError, ValueError, KeyError, TypeError) as exc:
             return self._start_over(f"its sidecar {self.sidecar.name} is missing or unreadable ({exc})")
         if fingerprint != self.fingerprint:
             return self._start_over("it belongs to other settings or inputs")
+        if self.path.stat().st_size != size:  # checked before reading: it could be any (huge) file
+            return self._start_over(f"its size differs from the {size} bytes in {self.sidecar.name}")
         data = self.path.read_bytes()
         if hashlib.sha256(data).hexdigest() != digest:
             return self._start_over(f"its sha256 does not match {self.sidecar.name} (modified or not written by this pipeline)")
