@@ -467,3 +467,29 @@ def test_changed_raw_images_re_prepare_the_dataset(tmp_path):
     snakemake(tmp_path, target)
     assert (tmp_path / "results/data/fashionstyle14/images.npy").read_bytes() != stored
     assert "Nothing to be done" in snakemake(tmp_path, "-n", target).stdout
+
+
+IMAGE_ENTRY_CASES = {
+    "id not an integer": ({"id": "seven", "width": 400, "height": 600}, "id, width and height must be integers"),
+    "width not a number": ({"id": 70, "width": "wide", "height": 600}, "id, width and height must be integers"),
+    "absurd size": ({"id": 71, "width": 10**9, "height": 600}, "is not a plausible photo size"),
+    "zero size": ({"id": 72, "width": 0, "height": 600}, "is not a plausible photo size"),
+    "repeated id": ({"id": 1, "width": 400, "height": 600}, "image 1: id listed twice"),
+}
+
+
+def test_coco_image_entries_with_bad_ids_or_sizes_are_quarantined(tmp_path, secret):
+    ann_path, images_dir = write_modanet_folder(tmp_path / "raw", {}, secret)
+    doc = json.loads(ann_path.read_text())
+    for n, (entry, _) in enumerate(IMAGE_ENTRY_CASES.values()):
+        doc["images"].append({**entry, "file_name": f"bad{n}.jpg"})
+        doc["annotations"].append({"id": 900 + n, "image_id": entry["id"] if isinstance(entry["id"], int) else 1,
+                                   "category_id": 6, "area": 1, "segmentation": [GOOD_POLYGON]})
+    ann_path.write_text(json.dumps(doc))
+    before = digest(tmp_path / "raw")
+    summary = prepare_modanet(ann_path, images_dir, tmp_path / "out", (48, 32), 0.2, 0.2, 0)
+    reasons = reasons_of(tmp_path / "out")
+    assert summary["images"] == 12
+    for n, (kind, (_, expected)) in enumerate(IMAGE_ENTRY_CASES.items()):
+        assert expected in reasons[f"bad{n}.jpg"], kind
+    assert digest(tmp_path / "raw") == before

@@ -24,7 +24,7 @@ from .store import StoreWriter, fit_image, require_splits, split_counts, to_rgb,
 
 log = logging.getLogger(__name__)
 
-__all__ = ["load_coco", "compact_annotations", "rasterise", "rasterise_checked", "split_ids",
+__all__ = ["load_coco", "checked_images", "compact_annotations", "rasterise", "rasterise_checked", "split_ids",
            "segmentation_rows", "LmdbReader", "ZipReader", "FolderReader", "write_segmentation_store"]
 
 
@@ -52,6 +52,31 @@ def load_coco(path: Path, what: str, missing_hint: str, empty_hint: str) -> dict
     if not coco.get("annotations"):
         raise DataError(f"{what}: {path} has an empty annotation list. {empty_hint}")
     return coco
+
+
+MAX_SIDE = 1 << 15  # pixels; larger "photos" are garbage sizes (and would allocate class maps of that size)
+
+
+def checked_images(coco: dict, quarantine: list[dict], prefix: str = "") -> list[dict]:
+    """The image entries with an integer id and a plausible integer size, sorted by id; the others
+    (and repeated ids) become quarantine rows naming the image id and what is wrong."""
+    good, seen = [], set()
+    for im in coco["images"]:
+        im = im if isinstance(im, dict) else {"file_name": repr(im)}
+        fields = [im.get(k) for k in ("id", "width", "height")]
+        source = f"{prefix}{im.get('file_name')}"
+        if any(isinstance(v, bool) or not isinstance(v, int) for v in fields):
+            reason = f"image {fields[0]!r}: id, width and height must be integers, got {fields}"
+        elif not (0 < fields[1] <= MAX_SIDE and 0 < fields[2] <= MAX_SIDE):
+            reason = f"image {fields[0]}: size {fields[1]}×{fields[2]} is not a plausible photo size"
+        elif fields[0] in seen:
+            reason = f"image {fields[0]}: id listed twice"
+        else:
+            seen.add(fields[0])
+            good.append(im)
+            continue
+        quarantine.append({"source": source, "reason": reason})
+    return sorted(good, key=lambda im: im["id"])
 
 
 def _compact_polygon(poly):

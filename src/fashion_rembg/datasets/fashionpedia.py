@@ -21,8 +21,8 @@ import logging
 from pathlib import Path
 
 from ..errors import DataError
-from .coco import ClassMapping, compact_annotations, image_reader, load_coco, segmentation_rows, split_ids, \
-    write_segmentation_store
+from .coco import ClassMapping, checked_images, compact_annotations, image_reader, load_coco, segmentation_rows, \
+    split_ids, write_segmentation_store
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ def prepare_fashionpedia(paths: dict[str, str], out_dir: Path, store_size: tuple
     for official, (json_key, images_key, folder) in OFFICIAL.items():
         coco = load_annotations(paths[json_key], official)
         by_image = compact_annotations(coco)
-        images = sorted(coco["images"], key=lambda im: int(im["id"]))
+        images = checked_images(coco, quarantine, prefix=f"{folder}/")
         del coco
         sources[official] = (str(paths[images_key]), folder)
         labelled = []

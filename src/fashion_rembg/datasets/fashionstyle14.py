@@ -89,7 +89,8 @@ def read_split_lists(root: Path) -> tuple[list[tuple[str, str, str]], list[dict]
             where = f"{csv_path.name}:{lineno}"
             match = LINE_PATTERN.match(line)
             if not match:
-                quarantine.append({"source": line, "reason": f"{where}: not of the form dataset/<style>/<file>", "split": split})
+                quarantine.append({"source": line, "reason": f"{where}: not of the form dataset/<style>/<file>",
+                                   "split": split})
                 continue
             style = match.group(1)
             if style not in STYLES:

@@ -17,8 +17,8 @@ from pathlib import Path
 
 from ..errors import DataError
 from .archives import find_dir, path_inside
-from .coco import ClassMapping, FolderReader, LmdbReader, compact_annotations, load_coco, rasterise, \
-    segmentation_rows, split_ids, write_segmentation_store
+from .coco import ClassMapping, FolderReader, LmdbReader, checked_images, compact_annotations, load_coco, \
+    rasterise, segmentation_rows, split_ids, write_segmentation_store
 
 log = logging.getLogger(__name__)
 
@@ -73,11 +73,11 @@ def extract_images(annotations: Path, lmdb_dir: Path, target: Path) -> dict:
     staging = target.with_name(f".{target.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    annotated = {int(a["image_id"]) for a in coco["annotations"]}
+    annotated = set(compact_annotations(coco))
     written, missing, refused, size = 0, [], {}, 0
     try:
-        for im in sorted(coco["images"], key=lambda im: int(im["id"])):
-            if int(im["id"]) not in annotated:
+        for im in checked_images(coco, []):  # prepare quarantines the others
+            if im["id"] not in annotated:
                 continue
             try:  # written where prepare will look for it, and never outside the target
                 dest = path_inside(staging, im.get("file_name"), "file_name")
@@ -150,10 +150,11 @@ def prepare_modanet(annotations: Path, images: Path, out_dir: Path, store_size: 
     coco = load_annotations(annotations)
     source, missing_from = image_source(images)
     by_image = compact_annotations(coco)
-    images = sorted(coco["images"], key=lambda im: int(im["id"]))
+    quarantine: list[dict] = []
+    images = checked_images(coco, quarantine)
     del coco  # the compact index is all that is needed from here on
-    quarantine = [{"source": im["file_name"], "reason": "no annotations in the labelled JSON"}
-                  for im in images if int(im["id"]) not in by_image]
+    quarantine += [{"source": im["file_name"], "reason": "no annotations in the labelled JSON"}
+                   for im in images if int(im["id"]) not in by_image]
     labelled = [im for im in images if int(im["id"]) in by_image]
     splits = split_ids([int(im["id"]) for im in labelled], val_fraction, test_fraction, seed)
     items = [{"image_id": int(im["id"]), "source": im["file_name"], "width": int(im["width"]),
