@@ -78,6 +78,9 @@ MODANET_CASES = {
     "absurdly large coordinates": ("x4.jpg", 6, [100, 100, 1e12, 100, 1e12, 1e12, 100, 300], "far outside"),
     "category id outside the categories": ("x5.jpg", 14, GOOD_POLYGON, "unknown category_id 14"),
     "category id of another type": ("x6.jpg", "6", GOOD_POLYGON, "unknown category_id '6'"),
+    "compressed RLE too short": ("x7.jpg", 6, {"size": [600, 400], "counts": "0"}, "compressed RLE is malformed"),
+    "compressed RLE garbage": ("x8.jpg", 6, {"size": [600, 400], "counts": "~~~~"}, "compressed RLE is malformed"),
+    "RLE with negative runs": ("x9.jpg", 6, {"size": [600, 400], "counts": [-10, 240010]}, "uncompressed RLE covers"),
 }
 
 
@@ -93,7 +96,7 @@ def write_modanet_folder(root: Path, cases: dict, secret: Path, good: int = 12) 
     for image_id, (name, cat, poly) in enumerate(rows, start=1):
         images.append({"id": image_id, "file_name": name, "width": 400, "height": 600})
         annotations.append({"id": 100 + image_id, "image_id": image_id, "category_id": cat, "area": 10,
-                            "segmentation": [poly]})
+                            "segmentation": poly if isinstance(poly, dict) else [poly]})
         if name and "/" not in name and name != "link.jpg":
             (images_dir / name).write_bytes(jpeg_bytes((image_id * 10 % 255, 80, 160)))
     categories = [{"id": i, "name": n, "supercategory": "fashion"} for i, n in enumerate(MODANET_CATEGORIES, 1)]

@@ -159,13 +159,41 @@ def _annotation_rle(ann: dict, height: int, width: int, notes: list[str]):
             raise DataError(f"annotation {ann.get('id')}: RLE size {size} differs from the image size {[height, width]}")
         counts = segm["counts"]
         if isinstance(counts, (list, np.ndarray)):  # uncompressed RLE
-            if int(np.sum(counts)) != height * width:
-                raise DataError(f"annotation {ann.get('id')}: uncompressed RLE covers {int(np.sum(counts))} pixels, "
+            counts = [int(c) for c in counts]
+            if any(c < 0 for c in counts) or sum(counts) != height * width:
+                raise DataError(f"annotation {ann.get('id')}: uncompressed RLE covers {sum(counts)} pixels, "
                                 f"not {height}×{width}")
-            return mask_utils.frPyObjects({"size": size, "counts": [int(c) for c in counts]}, height, width)
+            return mask_utils.frPyObjects({"size": size, "counts": counts}, height, width)
         if isinstance(counts, (str, bytes)):
+            # pycocotools decodes a malformed string without complaint (into uninitialised memory).
+            runs = compressed_rle_counts(counts)
+            if runs is None or any(c < 0 for c in runs) or sum(runs) != height * width:
+                raise DataError(f"annotation {ann.get('id')}: compressed RLE is malformed or does not cover "
+                                f"{height}×{width} pixels")
             return {"size": size, "counts": counts}
     raise DataError(f"annotation {ann.get('id')}: unknown segmentation format ({type(segm).__name__})")
+
+
+def compressed_rle_counts(counts: str | bytes) -> list[int] | None:
+    """Run lengths of a COCO compressed RLE string (pycocotools' rleFrString), None if malformed."""
+    data = counts.encode("ascii", "replace") if isinstance(counts, str) else bytes(counts)
+    runs: list[int] = []
+    p = 0
+    while p < len(data):
+        x, k, more = 0, 0, True
+        while more:
+            if p >= len(data) or not 48 <= data[p] < 48 + 64:
+                return None
+            c = data[p] - 48
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p, k = p + 1, k + 1
+            if not more and c & 0x10:
+                x |= -1 << (5 * k)
+        if len(runs) > 2:
+            x += runs[-2]
+        runs.append(x)
+    return runs
 
 
 def rasterise_checked(annotations: list[dict], height: int, width: int,
