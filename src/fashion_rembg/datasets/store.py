@@ -129,16 +129,18 @@ def write_tsv(df: pd.DataFrame, path: Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".partial")
-    df.to_csv(tmp, sep="\t", index=False, lineterminator="\n")
-    os.replace(tmp, path)
+    with explain_write_errors(path):
+        df.to_csv(tmp, sep="\t", index=False, lineterminator="\n")
+        os.replace(tmp, path)
 
 
 def write_json(obj, path: Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    with explain_write_errors(path):
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
 
 
 def write_store_tables(out_dir: Path, manifest_rows: list[dict], quarantine: list[dict], task: str,
