@@ -13,6 +13,7 @@ newer, the prepared stores (a 13,126-row manifest) and the saliency shard plans.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -82,6 +83,11 @@ def fake_paper_workdir(workdir: Path, n_images: int = FS14_IMAGES) -> Path:
         path = pretrained_file(config, exp)
         if path:
             _touch(workdir / path)
+    # The raw-folder listings a real prepare left behind (prepare inputs: older than the store).
+    from fashion_rembg.datasets.sources import plan, track_raw_changes
+
+    with contextlib.chdir(workdir):
+        track_raw_changes(config, plan(config))
     for path in workdir.rglob("*"):
         os.utime(path, (old, old))
 

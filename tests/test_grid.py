@@ -136,7 +136,8 @@ def test_bad_values_name_the_key():
         ({"variant": "rembg", "fill": "purple"}, {}, r"classification.grid.fill: unknown fill 'purple'"),
         ({"variant": "rembg", "sod": "oracle"}, {}, r"classification.grid.sod.*variant: oracle"),
         ({"input_size": [8, 8]}, {}, r"classification.grid.input_size"),
-        ({"arch": "squeezenet_nope", "init": "imagenet"}, {}, r"no torchvision ImageNet weights"),
+        ({"arch": "shallow_cnn", "init": "imagenet"}, {}, r"no torchvision ImageNet weights"),
+        ({"arch": "squeezenet_nope"}, {}, r"grid.arch: unknown classifier architecture 'squeezenet_nope'"),
         ({}, {"include": [{"seeds": [1, 1]}]}, r"include\[0\].seeds: repeated"),
     ]
     for grid, section, pattern in cases:

@@ -3,6 +3,8 @@ uninterrupted run (CPU); a checkpoint of other settings is not resumed."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import signal
@@ -65,7 +67,7 @@ def test_killed_run_resumes_and_matches_uninterrupted_run(store, reference, tmp_
     _kill_after(store, tmp_path, epoch=2)
     ckpt = tmp_path / "ckpt" / "last.pt"
     assert ckpt.is_file() and not (tmp_path / "model.pt").exists()
-    assert torch.load(ckpt, weights_only=False)["state"]["epoch"] == 2
+    assert torch.load(ckpt, weights_only=True)["epoch"] == 2
     assert len((tmp_path / "history.csv").read_text().splitlines()) == 1 + 2
 
     with caplog.at_level(logging.INFO, logger="fashion_rembg.training.common"):
@@ -92,3 +94,67 @@ def test_checkpoint_of_other_settings_is_not_resumed(store, tmp_path, caplog):
     fresh = tmp_path / "fresh"
     train_classifier(model_out=fresh / "model.pt", experiment=changed, **{**kwargs, "history_out": fresh / "h.csv"})
     assert (tmp_path / "history.csv").read_bytes() == (fresh / "h.csv").read_bytes()
+
+
+class _Payload:
+    """Unpickling this runs code: writes a marker file (what a planted checkpoint would do)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (exec, (f"open({str(self.marker)!r}, 'w').write('pwned')",))
+
+
+def _plant_payload(ckpt: Path, marker: Path) -> None:
+    torch.save({"epoch": 2, "state": _Payload(marker)}, ckpt)  # a real torch zip file, payload inside
+
+
+def _fresh_history(store: Path, out: Path, experiment: dict) -> bytes:
+    train_classifier(images=store / "images.npy", manifest=store / "manifest.tsv", classes=store / "classes.json",
+                     model_out=out / "model.pt", history_out=out / "h.csv", experiment=experiment, seed=3,
+                     threads=1)  # fmt: skip
+    return (out / "h.csv").read_bytes()
+
+
+@pytest.mark.parametrize("forge_sidecar", [False, True], ids=["planted-pt", "planted-pt-and-forged-sidecar"])
+def test_planted_checkpoint_never_runs_code(store, tmp_path, caplog, forge_sidecar):
+    short = {**EXPERIMENT, "epochs": 2}
+    ckpt_dir = tmp_path / "ckpt"
+    marker = tmp_path / "marker"
+    if forge_sidecar:  # a genuine sidecar of this very job, its hash rewritten to fit the planted file
+        _kill_after(store, tmp_path, epoch=1, experiment=short)
+        _plant_payload(ckpt_dir / "last.pt", marker)
+        meta = json.loads((ckpt_dir / "last.json").read_text())
+        planted = (ckpt_dir / "last.pt").read_bytes()
+        meta.update(sha256=hashlib.sha256(planted).hexdigest(), bytes=len(planted))
+        (ckpt_dir / "last.json").write_text(json.dumps(meta))
+    else:
+        ckpt_dir.mkdir()
+        _plant_payload(ckpt_dir / "last.pt", marker)
+    with caplog.at_level(logging.INFO, logger="fashion_rembg.training.common"):
+        train_classifier(images=store / "images.npy", manifest=store / "manifest.tsv", classes=store / "classes.json",
+                         model_out=tmp_path / "model.pt", history_out=tmp_path / "history.csv", experiment=short,
+                         seed=3, threads=1, checkpoint_dir=ckpt_dir)  # fmt: skip
+    assert not marker.exists()  # nothing ran
+    assert "not resuming from checkpoint" in caplog.text and "starting over from epoch 1" in caplog.text
+    assert (tmp_path / "history.csv").read_bytes() == _fresh_history(store, tmp_path / "fresh", short)
+    # The payload is live: the old weights_only=False load would have run it.
+    _plant_payload(tmp_path / "probe.pt", marker)
+    torch.load(tmp_path / "probe.pt", weights_only=False)
+    assert marker.read_text() == "pwned"
+
+
+def test_checkpoint_modified_after_writing_is_not_resumed(store, tmp_path, caplog):
+    short = {**EXPERIMENT, "epochs": 2}
+    _kill_after(store, tmp_path, epoch=1, experiment=short)
+    pt = tmp_path / "ckpt" / "last.pt"
+    state = torch.load(pt, weights_only=True)
+    state["best_score"] = 99.0  # tampered, still tensors/plain values
+    torch.save(state, pt)
+    with caplog.at_level(logging.INFO, logger="fashion_rembg.training.common"):
+        train_classifier(images=store / "images.npy", manifest=store / "manifest.tsv", classes=store / "classes.json",
+                         model_out=tmp_path / "model.pt", history_out=tmp_path / "history.csv", experiment=short,
+                         seed=3, threads=1, checkpoint_dir=tmp_path / "ckpt")  # fmt: skip
+    assert "sha256 does not match" in caplog.text or "size differs" in caplog.text
+    assert (tmp_path / "history.csv").read_bytes() == _fresh_history(store, tmp_path / "fresh", short)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .errors import ConfigError
+from .models.names import CLASSIFIER_ARCHS, SEGMENTATION_ENCODERS
 
 TASKS = ("classification", "segmentation")
 TASK_DATASETS = {"classification": ("fashionstyle14",), "segmentation": ("modanet", "fashionpedia")}
@@ -53,10 +54,38 @@ def _choice(options: tuple[str, ...]) -> Callable[[Any, str], str]:
     return norm
 
 
-def _name(value, where):
-    if not isinstance(value, str) or not re.fullmatch(r"[A-Za-z0-9_.\-]+", value):
-        raise ConfigError(f"{where}: expected a name (letters, digits, _ . -), got {value!r}")
+# A config name that becomes a path component (mask set, custom model, fill, ...): one component,
+# never '.', '..', hidden, empty or with a separator.
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
+
+
+def check_name(value, where: str) -> str:
+    """`value` if it is a safe single path component, else a ConfigError naming the key."""
+    if not isinstance(value, str) or not SAFE_NAME.fullmatch(value):
+        raise ConfigError(
+            f"{where}: {value!r} is not a usable name: it becomes a folder name, so it must start with a letter "
+            "or digit and hold only letters, digits, _ . - (at most 100 characters; no '/', '..' or leading dot)"
+        )
     return value
+
+
+def _name(value, where):
+    return check_name(value, where)
+
+
+def _known_name(kind: str, names: tuple[str, ...]) -> Callable[[Any, str], str]:
+    """A name from a fixed list (architectures, encoders), refused at start-up with suggestions."""
+
+    def norm(value, where):
+        if value not in names:
+            import difflib
+
+            close = difflib.get_close_matches(str(value), names, n=5)
+            hint = f"did you mean {', '.join(close)}?" if close else f"choose from {', '.join(names[:12])}, ..."
+            raise ConfigError(f"{where}: unknown {kind} {value!r}; {hint}")
+        return value
+
+    return norm
 
 
 def _opt_name(value, where):
@@ -133,7 +162,7 @@ COMMON_AXES = {
 }
 AXES: dict[str, dict[str, Axis]] = {
     "classification": {
-        "arch": Axis("shallow_cnn", _name),
+        "arch": Axis("shallow_cnn", _known_name("classifier architecture", CLASSIFIER_ARCHS)),
         "width": Axis(32, _int(4, 1024)),
         "blocks": Axis(3, _int(2, 4)),
         "batch_norm": Axis(True, _bool),
@@ -143,7 +172,7 @@ AXES: dict[str, dict[str, Axis]] = {
     },
     "segmentation": {
         "arch": Axis("unet", _choice(SEGMENTERS)),
-        "encoder": Axis("resnet18", _name),
+        "encoder": Axis("resnet18", _known_name("segmentation encoder", SEGMENTATION_ENCODERS)),
         **COMMON_AXES,
         "batch_size": Axis(8, _int(1)),
     },

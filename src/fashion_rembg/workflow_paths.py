@@ -21,7 +21,7 @@ from .saliency.registry import (
 
 REMBG_RELEASES = "https://github.com/danielgatis/rembg/releases/download/v0.0.0"
 # {sod} of the rembg mask rules: any mask-set name but 'oracle' (the true masks have their own rule).
-REMBG_SOD_PATTERN = r"(?!oracle/)[A-Za-z0-9_.\-]+"
+REMBG_SOD_PATTERN = r"(?!oracle/)[A-Za-z0-9][A-Za-z0-9_.\-]*"
 
 
 def rembg_model_pattern() -> str:

@@ -203,5 +203,6 @@ def final_outputs():
         "results/figures/examples.png",
         "results/tables/cross_condition.csv",
         "results/figures/cross_condition.png",
+        "results/tables/quarantine.md",
     ]
     return outputs + quality_files() + mask_quality_figures() + CONTROL_OUTPUTS

@@ -13,9 +13,11 @@
 # deleting them.
 from fashion_rembg.datasets.sources import extract_modanet_images, extract_raw, fetch_raw, job_log
 from fashion_rembg.datasets.sources import plan as plan_sources
+from fashion_rembg.datasets.sources import track_raw_changes
 
 try:
     SOURCES = plan_sources(config) | control_plans(config)
+    track_raw_changes(config, SOURCES)  # a changed raw image folder re-prepares its dataset
 except PipelineError as err:
     raise WorkflowError(f"fashion-rembg configuration: {err}")
 PREPARE_THREADS = 16  # decode workers; Snakemake caps this at --cores (--set-threads prepare_X=N)
@@ -133,7 +135,7 @@ if "modanet" in SOURCES and SOURCES["modanet"].modanet_images:
         benchmark:
             "results/benchmarks/extract/modanet_images.tsv"
         run:
-            job_log(log[0], extract_modanet_images, input.annotations, input.lmdb, output[0])
+            job_log(log[0], extract_modanet_images, config, input.annotations, input.lmdb, output[0])
 
 
 if "fashionstyle14" in SOURCES:

@@ -175,3 +175,21 @@ rule controls:
     input:
         CONTROL_OUTPUTS,
     localrule: True
+
+
+rule quarantine_table:
+    """Kept/quarantined counts of every prepared dataset in use, for the report."""
+    input:
+        quarantine=expand("results/data/{dataset}/quarantine.tsv", dataset=sorted({config[t]["dataset"] for t in TASKS})),
+        manifest=expand("results/data/{dataset}/manifest.tsv", dataset=sorted({config[t]["dataset"] for t in TASKS})),
+    output:
+        csv=report("results/tables/quarantine.csv", caption="../report/quarantine.rst", category="Tables",
+                   labels={"table": "quarantined raw data (CSV)"}),
+        md=report("results/tables/quarantine.md", caption="../report/quarantine.rst", category="Tables",
+                  labels={"table": "quarantined raw data (Markdown)"}),
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/quarantine_table.log",
+    script:
+        "../scripts/quarantine_table.py"

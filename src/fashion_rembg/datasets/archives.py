@@ -29,7 +29,8 @@ LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/v1"
 SENTINEL = ".fashion-rembg-extracted"  # marks folders this module made (and may therefore replace)
 CHUNK = 1 << 20
 
-__all__ = ["LFS_POINTER_PREFIX", "sniff", "reject_non_data", "safe_extract", "find_dir", "member_path"]
+__all__ = ["LFS_POINTER_PREFIX", "sniff", "reject_non_data", "safe_extract", "find_dir", "member_path",
+           "relative_path", "path_inside", "check_inside"]
 
 
 # Leading bytes → file type, checked in order.
@@ -100,6 +101,34 @@ def member_path(name: str) -> str:
     if any("\x00" in p for p in parts):
         raise DataError(f"NUL byte in member path {raw!r}")
     return "/".join(parts)
+
+
+def check_inside(root: Path, path: Path, shown: str) -> Path:
+    """`path` if it still lies inside `root` once symbolic links are followed; DataError otherwise."""
+    real, real_root = Path(path).resolve(), Path(root).resolve()
+    if real != real_root and not real.is_relative_to(real_root):
+        raise DataError(f"path {shown!r} leads outside {root} (via a symbolic link, to {real})")
+    return Path(path)
+
+
+def relative_path(relative, what: str = "path") -> str:
+    """Normalised relative POSIX path read from a data file (COCO file_name, split list row), or
+    DataError saying why it may not be used: not text, empty, absolute, `..` or NUL."""
+    if not isinstance(relative, str) or not relative.strip():
+        raise DataError(f"{what} {relative!r} is empty or not text")
+    try:
+        cleaned = member_path(relative)
+    except DataError as err:
+        raise DataError(f"{what} refused: {err}; it must be a path inside the dataset folder") from None
+    if not cleaned:
+        raise DataError(f"{what} {relative!r} names no file")
+    return cleaned
+
+
+def path_inside(root: Path, relative, what: str = "path") -> Path:
+    """`root/relative` when it stays inside `root` (also through symbolic links), else DataError:
+    raw data is never read from outside its folder."""
+    return check_inside(root, Path(root) / relative_path(relative, what), relative)
 
 
 def _link_target(member: str, target: str, hard: bool) -> str:

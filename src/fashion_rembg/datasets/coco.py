@@ -17,14 +17,14 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from ..errors import DataError
-from .archives import reject_non_data, sniff
-from .imaging import open_raw, orientation, transpose_like
+from .archives import path_inside, reject_non_data, relative_path, sniff
+from .imaging import DECODE_ERRORS, open_raw, orientation, transpose_like
 from .parallel import ordered_map
-from .store import StoreWriter, fit_image, split_counts, to_rgb, write_store_tables
+from .store import StoreWriter, fit_image, require_splits, split_counts, to_rgb, write_store_tables
 
 log = logging.getLogger(__name__)
 
-__all__ = ["load_coco", "compact_annotations", "rasterise", "rasterise_checked", "split_ids",
+__all__ = ["load_coco", "checked_images", "compact_annotations", "rasterise", "rasterise_checked", "split_ids",
            "segmentation_rows", "LmdbReader", "ZipReader", "FolderReader", "write_segmentation_store"]
 
 
@@ -54,18 +54,56 @@ def load_coco(path: Path, what: str, missing_hint: str, empty_hint: str) -> dict
     return coco
 
 
+MAX_SIDE = 1 << 15  # pixels; larger "photos" are garbage sizes (and would allocate class maps of that size)
+
+
+def checked_images(coco: dict, quarantine: list[dict], prefix: str = "") -> list[dict]:
+    """The image entries with an integer id and a plausible integer size, sorted by id; the others
+    (and repeated ids) become quarantine rows naming the image id and what is wrong."""
+    good, seen = [], set()
+    for im in coco["images"]:
+        im = im if isinstance(im, dict) else {"file_name": repr(im)}
+        fields = [im.get(k) for k in ("id", "width", "height")]
+        source = f"{prefix}{im.get('file_name')}"
+        if any(isinstance(v, bool) or not isinstance(v, int) for v in fields):
+            reason = f"image {fields[0]!r}: id, width and height must be integers, got {fields}"
+        elif not (0 < fields[1] <= MAX_SIDE and 0 < fields[2] <= MAX_SIDE):
+            reason = f"image {fields[0]}: size {fields[1]}×{fields[2]} is not a plausible photo size"
+        elif fields[0] in seen:
+            reason = f"image {fields[0]}: id listed twice"
+        else:
+            seen.add(fields[0])
+            good.append(im)
+            continue
+        quarantine.append({"source": source, "reason": reason})
+    return sorted(good, key=lambda im: im["id"])
+
+
+def _compact_polygon(poly):
+    # Polygons as float arrays: a quarter of the memory of Python float lists, same values. One
+    # that is not a flat list of numbers stays as it is and is refused when its image is drawn.
+    if not isinstance(poly, list):
+        return poly
+    try:
+        arr = np.asarray(poly, dtype=np.float64)
+    except (TypeError, ValueError):
+        return poly
+    return arr if arr.ndim == 1 else poly
+
+
 def _compact_segmentation(segm):
-    # Polygons as float arrays: a quarter of the memory of Python float lists, same values.
-    if isinstance(segm, list):
-        return [np.asarray(p, dtype=np.float64) if isinstance(p, list) else p for p in segm]
-    return segm
+    return [_compact_polygon(p) for p in segm] if isinstance(segm, list) else segm
 
 
 def compact_annotations(coco: dict) -> dict[int, list[dict]]:
     """image id → its annotations, keeping only what rasterising needs."""
     by_image: dict[int, list[dict]] = {}
     for ann in coco["annotations"]:
-        by_image.setdefault(int(ann["image_id"]), []).append({
+        image_id = ann.get("image_id") if isinstance(ann, dict) else None
+        if isinstance(image_id, bool) or not isinstance(image_id, int):
+            raise DataError(f"annotation {ann.get('id') if isinstance(ann, dict) else ann!r}: image_id {image_id!r} "
+                            "is not an integer; is this a COCO instances file?")
+        by_image.setdefault(image_id, []).append({
             "id": ann.get("id", 0), "category_id": ann.get("category_id"), "area": ann.get("area", 0),
             "segmentation": _compact_segmentation(ann.get("segmentation")),
         })
@@ -79,6 +117,27 @@ def _polygon_list(segm) -> list:
     return [p.tolist() if isinstance(p, np.ndarray) else p for p in segm]
 
 
+# Polygon points may stray a little outside the image (rounding); beyond this many image sizes they
+# are garbage, and rasterising them would allocate memory in proportion to the coordinates.
+POLYGON_MARGIN = 1.0
+
+
+def _checked_polygon(poly, ann_id, height: int, width: int) -> list[float]:
+    """The polygon as floats, or DataError naming the annotation: numbers, finite, near the image."""
+    try:
+        values = np.asarray(poly, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise DataError(f"annotation {ann_id}: polygon with non-numeric coordinates") from None
+    if not np.isfinite(values).all():
+        raise DataError(f"annotation {ann_id}: polygon with NaN or infinite coordinates")
+    xs, ys = values[0::2], values[1::2]
+    if (np.abs(xs - width / 2) > width * (0.5 + POLYGON_MARGIN)).any() or \
+            (np.abs(ys - height / 2) > height * (0.5 + POLYGON_MARGIN)).any():
+        raise DataError(f"annotation {ann_id}: polygon coordinates far outside the {width}×{height} image "
+                        f"(x {xs.min():g}…{xs.max():g}, y {ys.min():g}…{ys.max():g})")
+    return values.tolist()
+
+
 def _annotation_rle(ann: dict, height: int, width: int, notes: list[str]):
     segm = ann.get("segmentation")
     if segm is None or (isinstance(segm, list) and len(segm) == 0):
@@ -88,7 +147,7 @@ def _annotation_rle(ann: dict, height: int, width: int, notes: list[str]):
         polygons = []
         for poly in _polygon_list(segm):
             if isinstance(poly, list) and len(poly) >= 6 and len(poly) % 2 == 0:
-                polygons.append([float(v) for v in poly])
+                polygons.append(_checked_polygon(poly, ann.get("id"), height, width))
             else:
                 notes.append(f"annotation {ann.get('id')}: degenerate polygon skipped")
         if not polygons:
@@ -100,13 +159,41 @@ def _annotation_rle(ann: dict, height: int, width: int, notes: list[str]):
             raise DataError(f"annotation {ann.get('id')}: RLE size {size} differs from the image size {[height, width]}")
         counts = segm["counts"]
         if isinstance(counts, (list, np.ndarray)):  # uncompressed RLE
-            if int(np.sum(counts)) != height * width:
-                raise DataError(f"annotation {ann.get('id')}: uncompressed RLE covers {int(np.sum(counts))} pixels, "
+            counts = [int(c) for c in counts]
+            if any(c < 0 for c in counts) or sum(counts) != height * width:
+                raise DataError(f"annotation {ann.get('id')}: uncompressed RLE covers {sum(counts)} pixels, "
                                 f"not {height}×{width}")
-            return mask_utils.frPyObjects({"size": size, "counts": [int(c) for c in counts]}, height, width)
+            return mask_utils.frPyObjects({"size": size, "counts": counts}, height, width)
         if isinstance(counts, (str, bytes)):
+            # pycocotools decodes a malformed string without complaint (into uninitialised memory).
+            runs = compressed_rle_counts(counts)
+            if runs is None or any(c < 0 for c in runs) or sum(runs) != height * width:
+                raise DataError(f"annotation {ann.get('id')}: compressed RLE is malformed or does not cover "
+                                f"{height}×{width} pixels")
             return {"size": size, "counts": counts}
     raise DataError(f"annotation {ann.get('id')}: unknown segmentation format ({type(segm).__name__})")
+
+
+def compressed_rle_counts(counts: str | bytes) -> list[int] | None:
+    """Run lengths of a COCO compressed RLE string (pycocotools' rleFrString), None if malformed."""
+    data = counts.encode("ascii", "replace") if isinstance(counts, str) else bytes(counts)
+    runs: list[int] = []
+    p = 0
+    while p < len(data):
+        x, k, more = 0, 0, True
+        while more:
+            if p >= len(data) or not 48 <= data[p] < 48 + 64:
+                return None
+            c = data[p] - 48
+            x |= (c & 0x1F) << (5 * k)
+            more = bool(c & 0x20)
+            p, k = p + 1, k + 1
+            if not more and c & 0x10:
+                x |= -1 << (5 * k)
+        if len(runs) > 2:
+            x += runs[-2]
+        runs.append(x)
+    return runs
 
 
 def rasterise_checked(annotations: list[dict], height: int, width: int,
@@ -127,7 +214,8 @@ def rasterise_checked(annotations: list[dict], height: int, width: int,
             if index is None and getattr(class_of, "known", lambda c: False)(cat):
                 continue  # a known category this class list leaves out (e.g. garment parts)
         if index is None or not 0 < index < 256:
-            raise DataError(f"annotation {ann.get('id')}: unknown category_id {cat!r}")
+            raise DataError(f"annotation {ann.get('id')}: unknown category_id {cat!r} (not one of the dataset's "
+                            "categories)")
         try:
             rle = _annotation_rle(ann, height, width, notes)
         except (TypeError, ValueError) as err:
@@ -191,7 +279,10 @@ def segmentation_rows(payload: bytes | Path, width: int, height: int, annotation
     classmap, notes, drawn = rasterise_checked(annotations, height, width, class_of)
     if drawn == 0:
         raise DataError("no drawable annotation (" + ("; ".join(sorted(set(notes))) or "all categories left out") + ")")
-    rgb, note = to_rgb(raw)
+    try:
+        rgb, note = to_rgb(raw)
+    except DECODE_ERRORS as err:
+        raise DataError(f"unusable image ({type(err).__name__}: {err})") from None
     label = Image.fromarray(classmap)
     if frame == "stored" and o != 1:
         label = transpose_like(label, o)
@@ -223,6 +314,17 @@ class LmdbReader:
         self.env.close()
 
 
+# No photo in these datasets comes near this; a member or file declaring more is refused unread
+# (a tiny zip can declare gigabytes).
+MAX_IMAGE_BYTES = 256 << 20
+
+
+def _check_image_size(size: int, name: str) -> None:
+    if size > MAX_IMAGE_BYTES:
+        raise DataError(f"{name} is {size:,} bytes, more than the {MAX_IMAGE_BYTES:,} bytes allowed for one image; "
+                        "refused unread")
+
+
 class ZipReader:
     """Images read straight from a distributed zip (no extraction); `folder` is the member prefix."""
 
@@ -235,6 +337,7 @@ class ZipReader:
         self.names = set(self.zf.namelist())
 
     def locate(self, file_name: str) -> str | None:
+        file_name = relative_path(file_name, "file_name")  # the same rules as for a folder
         member = f"{self.folder}/{file_name}" if self.folder else file_name
         return member if member in self.names else None
 
@@ -242,8 +345,9 @@ class ZipReader:
         member = self.locate(file_name)
         if member is None:
             return None
+        _check_image_size(self.zf.getinfo(member).file_size, f"zip member {member}")
         try:
-            return self.zf.read(member)
+            return self.zf.read(member)  # at most file_size bytes: zipfile stops there
         except (zipfile.BadZipFile, EOFError, OSError) as err:  # CRC error, truncated member
             raise DataError(f"broken zip member {member} ({err})") from None
 
@@ -258,14 +362,19 @@ class FolderReader:
         self.path, self.folder = Path(path), folder
 
     def locate(self, file_name: str) -> str | None:
-        for candidate in (self.path / self.folder / file_name, self.path / file_name):
+        # file_name comes from the annotation JSON: it must resolve inside the image folder.
+        inner = path_inside(self.path, f"{self.folder}/{file_name}" if self.folder else file_name, "file_name")
+        for candidate in (inner, path_inside(self.path, file_name, "file_name")):
             if candidate.is_file():
                 return str(candidate)
         return None
 
     def read(self, file_name: str) -> bytes | None:
         found = self.locate(file_name)
-        return Path(found).read_bytes() if found else None
+        if not found:
+            return None
+        _check_image_size(Path(found).stat().st_size, found)
+        return Path(found).read_bytes()
 
     def close(self) -> None:
         pass
@@ -280,10 +389,11 @@ def image_reader(path: str, folder: str):
 # ----------------------------------------------------------------------------------------------
 def write_segmentation_store(out_dir: Path, items: list[dict], work, open_context, classes: list[str],
                              quarantine: list[dict], store_size: tuple[int, int], workers: int,
-                             dataset: str) -> dict:
+                             dataset: str, required_splits=()) -> dict:
     """Run `work(ctx, item)` over items (in parallel, in order) and write manifest + store.
 
-    `work` returns `(rows, manifest_fields)` or `(None, reason)` for a quarantined item.
+    `work` returns `(rows, manifest_fields)` or `(None, reason)` for a quarantined item. Every split
+    an item was assigned to, and every one in `required_splits`, must keep at least one row.
     """
     out_dir = Path(out_dir)
     height, width = store_size
@@ -293,7 +403,7 @@ def write_segmentation_store(out_dir: Path, items: list[dict], work, open_contex
         for slot, (item, (rows, info)) in enumerate(zip(items, ordered_map(work, items, open_context=open_context,
                                                                           workers=workers))):
             if rows is None:
-                quarantine.append({"source": item["source"], "reason": info})
+                quarantine.append({"source": item["source"], "reason": info, "split": item["split"]})
                 continue
             writer.put(slot, **rows)
             manifest_rows.append(info)
@@ -306,4 +416,5 @@ def write_segmentation_store(out_dir: Path, items: list[dict], work, open_contex
     log.info("%s prepared: %s", dataset, summary)
     if count == 0:
         raise DataError(f"{dataset}: no usable labelled image; see {out_dir / 'quarantine.tsv'}")
+    require_splits(dataset, manifest, quarantine, {item["split"] for item in items} | set(required_splits), out_dir)
     return summary

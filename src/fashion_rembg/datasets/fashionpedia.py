@@ -21,8 +21,8 @@ import logging
 from pathlib import Path
 
 from ..errors import DataError
-from .coco import ClassMapping, compact_annotations, image_reader, load_coco, segmentation_rows, split_ids, \
-    write_segmentation_store
+from .coco import ClassMapping, checked_images, compact_annotations, image_reader, load_coco, segmentation_rows, \
+    split_ids, write_segmentation_store
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ def prepare_fashionpedia(paths: dict[str, str], out_dir: Path, store_size: tuple
     for official, (json_key, images_key, folder) in OFFICIAL.items():
         coco = load_annotations(paths[json_key], official)
         by_image = compact_annotations(coco)
-        images = sorted(coco["images"], key=lambda im: int(im["id"]))
+        images = checked_images(coco, quarantine, prefix=f"{folder}/")
         del coco
         sources[official] = (str(paths[images_key]), folder)
         labelled = []
@@ -130,4 +130,4 @@ def prepare_fashionpedia(paths: dict[str, str], out_dir: Path, store_size: tuple
                   for im, anns, source in labelled]
     return write_segmentation_store(
         out_dir, items, _work, functools.partial(_Context, sources, tuple(store_size), classes, fit),
-        names, quarantine, store_size, workers, "Fashionpedia")
+        names, quarantine, store_size, workers, "Fashionpedia", required_splits=("train", "test"))

@@ -10,10 +10,10 @@ from pathlib import Path
 from PIL import Image
 
 from ..errors import DataError
-from .archives import find_dir
+from .archives import check_inside, find_dir
 from .imaging import DECODE_ERRORS, open_raw, store_row
 from .parallel import ordered_map
-from .store import StoreWriter, split_counts, to_rgb, write_store_tables
+from .store import StoreWriter, require_splits, split_counts, to_rgb, write_store_tables
 
 log = logging.getLogger(__name__)
 
@@ -89,14 +89,15 @@ def read_split_lists(root: Path) -> tuple[list[tuple[str, str, str]], list[dict]
             where = f"{csv_path.name}:{lineno}"
             match = LINE_PATTERN.match(line)
             if not match:
-                quarantine.append({"source": line, "reason": f"{where}: not of the form dataset/<style>/<file>"})
+                quarantine.append({"source": line, "reason": f"{where}: not of the form dataset/<style>/<file>",
+                                   "split": split})
                 continue
             style = match.group(1)
             if style not in STYLES:
-                quarantine.append({"source": line, "reason": f"{where}: unknown style {style!r}"})
+                quarantine.append({"source": line, "reason": f"{where}: unknown style {style!r}", "split": split})
                 continue
             if line in seen:
-                quarantine.append({"source": line, "reason": f"{where}: duplicate of {seen[line]}"})
+                quarantine.append({"source": line, "reason": f"{where}: duplicate of {seen[line]}", "split": split})
                 continue
             seen[line] = where
             entries.append((line, style, split))
@@ -152,7 +153,13 @@ def prepare_fashionstyle14(root: Path, out_dir: Path, store_size: tuple[int, int
     for relpath, style, split in entries:
         path = files.get(relpath)
         if path is None:
-            quarantine.append({"source": relpath, "reason": f"listed in {split} CSV but no such file under {root}"})
+            quarantine.append({"source": relpath, "reason": f"listed in {split} CSV but no such file under {root}",
+                               "split": split})
+            continue
+        try:
+            check_inside(root, path, relpath)
+        except DataError as err:
+            quarantine.append({"source": relpath, "reason": str(err), "split": split})
             continue
         listed.append((relpath, style, split, path))
     height, width = store_size
@@ -164,7 +171,7 @@ def prepare_fashionstyle14(root: Path, out_dir: Path, store_size: tuple[int, int
                               workers=workers, chunk_size=16)
         for slot, ((relpath, style, split, _), (row, note)) in enumerate(zip(listed, results)):
             if row is None:
-                quarantine.append({"source": relpath, "reason": note})
+                quarantine.append({"source": relpath, "reason": note, "split": split})
                 continue
             writer.put(slot, images=row)
             rows.append({"id": Path(relpath).stem, "source": relpath, "split": split, "label": style,
@@ -180,4 +187,5 @@ def prepare_fashionstyle14(root: Path, out_dir: Path, store_size: tuple[int, int
     log.info("FashionStyle14 prepared: %s", summary)
     if count == 0:
         raise DataError(f"FashionStyle14: no usable image under {root}; see {out_dir / 'quarantine.tsv'}")
+    require_splits("FashionStyle14", manifest, quarantine, SPLIT_FILES, out_dir)
     return summary

@@ -16,9 +16,9 @@ import shutil
 from pathlib import Path
 
 from ..errors import DataError
-from .archives import find_dir
-from .coco import FolderReader, LmdbReader, compact_annotations, load_coco, rasterise, segmentation_rows, split_ids, \
-    write_segmentation_store
+from .archives import find_dir, path_inside
+from .coco import ClassMapping, FolderReader, LmdbReader, checked_images, compact_annotations, load_coco, \
+    rasterise, segmentation_rows, split_ids, write_segmentation_store
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +26,7 @@ CATEGORIES = (
     "bag", "belt", "boots", "footwear", "outer", "dress", "sunglasses",
     "pants", "top", "shorts", "skirt", "headwear", "scarf/tie",
 )
+CLASS_OF = ClassMapping({cat: cat for cat in range(1, len(CATEGORIES) + 1)}, known=())  # class index = category id
 PAPERDOLL_URL = "http://vision.is.tohoku.ac.jp/chictopia2/photos.lmdb.tar"
 PAPERDOLL_MD5 = "a404789687fc3906d7d843942c802f53"
 IMAGES_MARKER = "extracted.json"
@@ -72,18 +73,23 @@ def extract_images(annotations: Path, lmdb_dir: Path, target: Path) -> dict:
     staging = target.with_name(f".{target.name}.partial")
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    annotated = {int(a["image_id"]) for a in coco["annotations"]}
-    written, missing, size = 0, [], 0
+    annotated = set(compact_annotations(coco))
+    written, missing, refused, size = 0, [], {}, 0
     try:
-        for im in sorted(coco["images"], key=lambda im: int(im["id"])):
-            if int(im["id"]) not in annotated:
+        for im in checked_images(coco, []):  # prepare quarantines the others
+            if im["id"] not in annotated:
                 continue
-            name = Path(str(im["file_name"])).name  # a bare file name, never a path
+            try:  # written where prepare will look for it, and never outside the target
+                dest = path_inside(staging, im.get("file_name"), "file_name")
+            except DataError as err:
+                refused[int(im["id"])] = str(err)  # prepare quarantines it with the same reason
+                continue
             payload = reader.read(int(im["id"]))
             if payload is None:
                 missing.append(int(im["id"]))
                 continue
-            (staging / name).write_bytes(payload)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest.write_bytes(payload)
             written, size = written + 1, size + len(payload)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -91,7 +97,7 @@ def extract_images(annotations: Path, lmdb_dir: Path, target: Path) -> dict:
     finally:
         reader.close()
     summary = {"annotations": str(annotations), "lmdb": str(lmdb_dir), "images": written, "bytes": size,
-               "missing_ids": missing}
+               "missing_ids": missing, "refused_file_names": refused}
     (staging / IMAGES_MARKER).write_text(json.dumps(summary, indent=1) + "\n")
     if target.exists():
         shutil.rmtree(target)
@@ -116,7 +122,7 @@ def _work(ctx: _Context, item: dict):
         payload = ctx.reader.read(image_id if ctx.lmdb else item["source"])
         if payload is None:
             return None, f"id {image_id} missing from {item['missing_from']}"
-        rows, note = segmentation_rows(payload, item["width"], item["height"], item["annotations"], None,
+        rows, note = segmentation_rows(payload, item["width"], item["height"], item["annotations"], CLASS_OF,
                                        ctx.store_size, ctx.fit)
     except DataError as err:
         return None, str(err)
@@ -144,10 +150,11 @@ def prepare_modanet(annotations: Path, images: Path, out_dir: Path, store_size: 
     coco = load_annotations(annotations)
     source, missing_from = image_source(images)
     by_image = compact_annotations(coco)
-    images = sorted(coco["images"], key=lambda im: int(im["id"]))
+    quarantine: list[dict] = []
+    images = checked_images(coco, quarantine)
     del coco  # the compact index is all that is needed from here on
-    quarantine = [{"source": im["file_name"], "reason": "no annotations in the labelled JSON"}
-                  for im in images if int(im["id"]) not in by_image]
+    quarantine += [{"source": im["file_name"], "reason": "no annotations in the labelled JSON"}
+                   for im in images if int(im["id"]) not in by_image]
     labelled = [im for im in images if int(im["id"]) in by_image]
     splits = split_ids([int(im["id"]) for im in labelled], val_fraction, test_fraction, seed)
     items = [{"image_id": int(im["id"]), "source": im["file_name"], "width": int(im["width"]),

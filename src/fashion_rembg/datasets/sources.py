@@ -12,12 +12,15 @@ Config values are either a plain path (used as is: the demo) or a download entry
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError, PipelineError
+from ..npy_io import atomic_file
 from .archives import safe_extract
 from .fetch import RawFile, download, verify
 
@@ -207,6 +210,58 @@ def missing_messages(config: dict) -> list[str]:
 
 
 # ----------------------------------------------------------------------------------------------
+# Raw folders changed after prepare
+# ----------------------------------------------------------------------------------------------
+LISTINGS_DIR = "results/raw_listings"
+
+
+def _listing(folder: Path) -> dict:
+    """Files, bytes and a digest of (path, size, mtime) of every file below `folder`: cheap (stat
+    only), and any added, removed, replaced or rewritten file changes it."""
+    digest, files, size = hashlib.sha256(), 0, 0
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = Path(dirpath, name)
+            try:
+                st = path.stat()
+                entry = (st.st_size, st.st_mtime_ns)
+            except OSError:  # a broken link: its presence still counts
+                entry = (-1, -1)
+            digest.update(f"{path.relative_to(folder)}\0{entry[0]}\0{entry[1]}\n".encode())
+            files, size = files + 1, size + max(entry[0], 0)
+    return {"files": files, "bytes": size, "sha256": digest.hexdigest()}
+
+
+def _raw_folders(dataset: str, dataset_plan: DatasetPlan) -> list[Path]:
+    """Folders of raw files read by prepare but not declared one by one as its inputs."""
+    if dataset == "fashionstyle14" and "fashionstyle14" in dataset_plan.inputs:  # a placed folder
+        return [Path(dataset_plan.inputs["fashionstyle14"][0]).parent / "dataset"]
+    if dataset == "fashionpedia":  # image folders given instead of the zips
+        return [Path(dataset_plan.inputs[k]) for k in ("train_images", "val_images") if k in dataset_plan.inputs]
+    return []  # ModaNet: the LMDB file and the extracted images (a job's output) are inputs already
+
+
+def track_raw_changes(config: dict, plans: dict[str, DatasetPlan], listings_dir: str = LISTINGS_DIR) -> None:
+    """Make a changed raw folder re-prepare its dataset: a listing of each folder (sizes, mtimes)
+    becomes an input of prepare_<dataset>; it is rewritten, and so newer than the store, only when
+    the listing differs. Demo data is skipped: a job writes it, so its outputs already say when."""
+    if (config.get("demo") or {}).get("enabled"):
+        return
+    for dataset, dataset_plan in plans.items():
+        folders = [f for f in _raw_folders(dataset, dataset_plan) if f.is_dir()]
+        if not folders:
+            continue
+        text = json.dumps({str(f): _listing(f) for f in folders}, indent=1, sort_keys=True) + "\n"
+        path = Path(listings_dir) / f"{dataset}.json"
+        if not path.is_file() or path.read_text() != text:
+            with atomic_file(path) as tmp:
+                tmp.write_text(text)
+            log.info("raw data of %s listed in %s (new or changed since the last run)", dataset, path)
+        dataset_plan.inputs["raw_listing"] = str(path)
+
+
+# ----------------------------------------------------------------------------------------------
 # Entry points of the fetch / extract rules (called from one-line `run:` blocks)
 # ----------------------------------------------------------------------------------------------
 def fetch_raw(config: dict, dataset: str, key: str, output: str) -> dict:
@@ -228,10 +283,12 @@ def extract_raw(config: dict, name: str, archive_path: str, marker: str) -> dict
     return summary
 
 
-def extract_modanet_images(annotations: str, lmdb_input: str, marker: str) -> dict:
-    """The annotated images out of photos.lmdb, bytes unchanged, into the marker's folder."""
+def extract_modanet_images(config: dict, annotations: str, lmdb_input: str, marker: str) -> dict:
+    """The annotated images out of photos.lmdb, bytes unchanged, into the marker's folder; the
+    annotation file's pinned hashes are checked first (it decides which bytes are written)."""
     from .modanet import extract_images
 
+    check_file(config, "modanet", "annotations", annotations)
     return extract_images(Path(annotations), Path(lmdb_input).parent, Path(marker).parent)
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 import json
 import os
 import struct
+import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps
+
+from ..npy_io import explain_write_errors
 
 MANIFEST_COLUMNS = ["index", "id", "source", "split", "label", "label_idx", "note"]
 
@@ -46,10 +49,14 @@ def to_rgb(img: Image.Image) -> tuple[Image.Image, str]:
         notes.append("exif-rotated")
     img = transposed
     if img.mode in ("I;16", "I;16B", "I;16L", "I"):
+        # Absolute scale (65535 → 255), never per image: a dark frame must stay dark.
         arr = np.asarray(img, dtype=np.float64)
-        peak = max(arr.max(), 1.0)
-        img = Image.fromarray((arr / peak * 255.0).round().astype(np.uint8), mode="L")
+        if arr.min() < 0 or arr.max() > 65535:
+            raise ValueError(f"{img.mode} image with values {arr.min():g}…{arr.max():g} outside the 16-bit range")
+        img = Image.fromarray((arr / 257.0).round().astype(np.uint8), mode="L")
         notes.append("16-bit→8-bit")
+    elif img.mode == "F":
+        raise ValueError("32-bit float image: its intensity scale is unknown")
     mode = img.mode
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
         white = Image.new("RGBA", img.size, (255, 255, 255, 255))
@@ -80,10 +87,14 @@ class StoreWriter:
         self.header_len = {}
         for name, shape in self.shapes.items():
             header = npy_header((max(capacity, 1), *shape))
-            fh = open(self._partial(name), "wb")
-            fh.write(header)
+            with explain_write_errors(self._partial(name), self._needed(name)):
+                fh = open(self._partial(name), "wb")
+                fh.write(header)
             self.files[name] = fh
             self.header_len[name] = len(header)
+
+    def _needed(self, name: str) -> int:
+        return self.capacity * int(np.prod(self.shapes[name]))
 
     def _partial(self, name: str) -> Path:
         return self.out_dir / f".{name}.partial.npy"
@@ -97,7 +108,8 @@ class StoreWriter:
             row = np.asarray(row)
             if row.shape != self.shapes[name] or row.dtype != np.uint8:
                 raise ValueError(f"StoreWriter: {name} row has {row.shape} {row.dtype}, expected {self.shapes[name]} uint8")
-            self.files[name].write(np.ascontiguousarray(row).tobytes())
+            with explain_write_errors(self.out_dir / f"{name}.npy", self._needed(name)):
+                self.files[name].write(np.ascontiguousarray(row).tobytes())
         self.last_slot = slot
         self.count += 1
 
@@ -132,16 +144,18 @@ def write_tsv(df: pd.DataFrame, path: Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".partial")
-    df.to_csv(tmp, sep="\t", index=False, lineterminator="\n")
-    os.replace(tmp, path)
+    with explain_write_errors(path):
+        df.to_csv(tmp, sep="\t", index=False, lineterminator="\n")
+        os.replace(tmp, path)
 
 
 def write_json(obj, path: Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    with explain_write_errors(path):
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
 
 
 def write_store_tables(out_dir: Path, manifest_rows: list[dict], quarantine: list[dict], task: str,
@@ -153,7 +167,32 @@ def write_store_tables(out_dir: Path, manifest_rows: list[dict], quarantine: lis
     write_tsv(manifest, out_dir / "manifest.tsv")
     write_tsv(pd.DataFrame(quarantine, columns=["source", "reason"]), out_dir / "quarantine.tsv")
     write_json({"task": task, "classes": list(classes)}, out_dir / "classes.json")
+    announce_quarantine(out_dir, len(manifest), len(quarantine))
     return manifest
+
+
+def announce_quarantine(out_dir: Path, kept: int, quarantined: int) -> None:
+    """One console line at the end of prepare (the job log is redirected, the console is not)."""
+    line = f"fashion-rembg: {out_dir}: {kept} images kept, {quarantined} quarantined"
+    if quarantined:
+        line += f" (reasons: {Path(out_dir) / 'quarantine.tsv'})"
+    print(line, file=sys.__stderr__ or sys.stderr, flush=True)
+    if sys.stderr is not sys.__stderr__:
+        print(line, file=sys.stderr)
+
+
+def require_splits(dataset: str, manifest: pd.DataFrame, quarantine: list[dict], splits, out_dir: Path) -> None:
+    """Stop prepare when a split ended up empty (all its rows quarantined, or none listed), naming it
+    and how many of its rows were quarantined; training would otherwise fail much later."""
+    from ..errors import DataError
+
+    kept = split_counts(manifest)
+    for split in sorted(splits):
+        if kept.get(split, 0) == 0:
+            rows = [q["reason"] for q in quarantine if q.get("split") == split]
+            example = f"; first reason: {rows[0]}" if rows else ""
+            raise DataError(f"{dataset}: the {split} split is empty after quarantine ({len(rows)} of its rows "
+                            f"quarantined{example}); all reasons: {Path(out_dir) / 'quarantine.tsv'}")
 
 
 def split_counts(manifest: pd.DataFrame) -> dict[str, int]:

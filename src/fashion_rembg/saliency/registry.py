@@ -230,9 +230,12 @@ def mask_set_spec(config: dict, name: str) -> dict:
     oracle), ``model``, ``session`` (rembg session name), ``file`` (weights, relative to
     ``model_home``), ``contract`` (custom models), ``options`` (see ``MASK_OPTIONS``).
     """
+    from ..config import check_name
+
     saliency = config["saliency"] if "saliency" in config else config
     if name == ORACLE:
         return {"name": ORACLE, "kind": "oracle"}
+    check_name(name, "mask set name")
     mask_sets = saliency.get("mask_sets") or {}
     custom = saliency.get("custom_models") or {}
     if name in mask_sets:
@@ -268,7 +271,12 @@ def mask_set_names(config: dict) -> list[str]:
 
 def validate_saliency(config: dict) -> dict[str, dict]:
     """Check every named mask set, custom model and the default ``saliency.model``; return their specs."""
+    from ..config import check_name
+
     saliency = config["saliency"]
+    for section in ("mask_sets", "custom_models"):
+        for name in saliency.get(section) or {}:
+            check_name(name, f"saliency.{section} key")  # becomes results/saliency/<dataset>/<name>/
     for name in saliency.get("mask_sets") or {}:
         if name == ORACLE:
             raise ConfigError(

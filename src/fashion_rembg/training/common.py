@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from fashion_rembg.npy_io import explain_write_errors
 from fashion_rembg.training.augment import AUGMENTATIONS
 from fashion_rembg.training.augment import augment as augment_images
 
@@ -112,9 +113,11 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
 def capture_rng_state() -> dict:
     """Global RNG states (dropout etc. draw from the torch global generator)."""
     name, keys, pos, has_gauss, cached = np.random.get_state()
+    version, internal, gauss_next = random.getstate()
+    # Plain ints/lists/tensors only, so a checkpoint loads with torch.load(weights_only=True).
     state = {
-        "python": random.getstate(),
-        "numpy": (name, keys.tolist(), int(pos), int(has_gauss), float(cached)),
+        "python": [int(version), torch.tensor(internal, dtype=torch.int64), gauss_next],
+        "numpy": [str(name), torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)],
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -123,9 +126,10 @@ def capture_rng_state() -> dict:
 
 
 def restore_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
+    version, internal, gauss_next = state["python"]
+    random.setstate((int(version), tuple(int(v) for v in internal.tolist()), gauss_next))
     name, keys, pos, has_gauss, cached = state["numpy"]
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    np.random.set_state((name, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
@@ -380,9 +384,14 @@ def require_keys(experiment: dict, keys: Sequence[str], *, task: str) -> None:
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Temp file in the same directory so os.replace is an atomic rename on the same filesystem.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with explain_write_errors(path, len(data)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Temp file in the same directory so os.replace is an atomic rename on the same filesystem.
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        _write_and_replace(fd, tmp, path, data)
+
+
+def _write_and_replace(fd: int, tmp: str, path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -589,6 +598,10 @@ class TrainState:
         restore_rng_state(state["rng"])
 
 
+TRAIN_STATE_KEYS = frozenset(("model", "optimizer", "scheduler", "scaler", "epoch", "best_score", "best_epoch",
+                              "best_weights", "history", "rng"))  # fmt: skip
+
+
 def _autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None)
 
@@ -715,37 +728,67 @@ def input_fingerprint(experiment: dict, seed: int, inputs: Sequence[Path | str |
 
 
 class Checkpointer:
-    """``<directory>/last.pt``: the TrainState after the last finished epoch, written atomically.
+    """``<directory>/last.pt``: the TrainState after the last finished epoch, written atomically,
+    plus ``last.json``: a plain-JSON sidecar with the job fingerprint and the .pt file's sha256.
 
     It lives outside the job's declared outputs (Snakemake deletes those when a job fails), so a
     rerun after a crash or ``kill -9`` resumes from it. Removed once the job's outputs exist.
+    The .pt file is only opened when the sidecar matches this job and the file's hash, and then
+    with ``weights_only=True``: a file planted at that path can never run code.
     """
 
     def __init__(self, directory: Path | str, fingerprint: str) -> None:
         self.path = Path(directory) / CHECKPOINT_NAME
+        self.sidecar = self.path.with_suffix(".json")
         self.fingerprint = fingerprint
 
     def save(self, state: TrainState) -> None:
-        save_torch_atomic(self.path, {"fingerprint": self.fingerprint, "state": state.state_dict()})
+        buf = io.BytesIO()
+        torch.save(state.state_dict(), buf)
+        data = buf.getvalue()
+        # .pt first: a crash between the two writes leaves a sidecar whose hash no longer matches.
+        _atomic_write_bytes(self.path, data)
+        write_json_atomic(self.sidecar, {"fingerprint": self.fingerprint, "sha256": hashlib.sha256(data).hexdigest(),
+                                         "bytes": len(data), "epoch": state.epoch})  # fmt: skip
+
+    def _start_over(self, why: str) -> bool:
+        log.warning("not resuming from checkpoint %s: %s; starting over from epoch 1", self.path, why)
+        return False
 
     def restore(self, state: TrainState) -> bool:
         if not self.path.is_file():
             return False
         try:
-            # Written by this pipeline (trusted); holds optimizer/scheduler objects beyond tensors.
-            payload = torch.load(self.path, map_location="cpu", weights_only=False)
-        except Exception as exc:  # a torn file cannot exist (atomic writes) but a foreign one can
-            log.warning("ignoring unreadable checkpoint %s (%s); starting over", self.path, exc)
-            return False
-        if payload.get("fingerprint") != self.fingerprint:
-            log.info("checkpoint %s belongs to other settings or inputs; starting over", self.path)
-            return False
-        state.load_state_dict(payload["state"])
+            meta = json.loads(self.sidecar.read_text())
+            fingerprint, digest, size = meta["fingerprint"], meta["sha256"], int(meta["bytes"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            return self._start_over(f"its sidecar {self.sidecar.name} is missing or unreadable ({exc})")
+        if fingerprint != self.fingerprint:
+            return self._start_over("it belongs to other settings or inputs")
+        if self.path.stat().st_size != size:  # checked before reading: it could be any (huge) file
+            return self._start_over(f"its size differs from the {size} bytes in {self.sidecar.name}")
+        data = self.path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != digest:
+            return self._start_over(f"its sha256 does not match {self.sidecar.name} (modified or not written by this pipeline)")
+        try:
+            payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any foreign content: refuse it, never execute it
+            return self._start_over(f"it holds more than tensors and plain values ({type(exc).__name__})")
+        missing = sorted(TRAIN_STATE_KEYS - set(payload)) if isinstance(payload, dict) else ["(not a dict)"]
+        if missing:
+            return self._start_over(f"it is not a training state (missing {missing})")
+        try:
+            state.load_state_dict(payload)
+        except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+            # Half-applied by now: continuing would not be a fresh start either.
+            raise RuntimeError(f"checkpoint {self.path} matches this job but does not fit its model ({exc}); "
+                               f"delete {self.path.parent} and rerun") from exc  # fmt: skip
         log.info("resumed from %s after epoch %d", self.path, state.epoch)
         return True
 
     def clear(self) -> None:
         self.path.unlink(missing_ok=True)
+        self.sidecar.unlink(missing_ok=True)
         try:
             self.path.parent.rmdir()
         except OSError:
