@@ -126,14 +126,16 @@ def test_classifier_learns_toy_task_and_writes_contract_files(cls_run):
     assert on_disk["experiment"] == CLS_EXPERIMENT and on_disk["seed"] == 1 and on_disk["device"] == "cpu"
     assert on_disk["classes"] == ["red", "green", "blue"]
     m = on_disk["metrics"]
-    assert set(m) == {"top1", "top5", "macro_f1", "per_class_recall", "confusion_matrix", "best_epoch", "epochs_run"}
+    assert set(m) == {"top1", "top5", "macro_f1", "per_class_recall", "confusion_matrix", "best_epoch", "epochs_run",
+                      "train_score"}
     assert m["top1"] > 0.8, m
+    assert m["train_score"] > 0.8, m  # the kept model fits its training images (no augmentation)
     assert m["top5"] == 1.0  # k = min(5, 3) = 3 classes
     assert np.array(m["confusion_matrix"]).sum() == 30 and len(m["per_class_recall"]) == 3
     assert m["epochs_run"] == 4
     assert [c["key"] for c in on_disk["cross"]] == ["original"]
     assert {k: v for k, v in on_disk["cross"][0]["metrics"].items()} == {
-        k: v for k, v in m.items() if k not in ("best_epoch", "epochs_run")
+        k: v for k, v in m.items() if k not in ("best_epoch", "epochs_run", "train_score")
     }
 
     hist = _read_history(out / "history.csv")
@@ -255,7 +257,8 @@ def test_segmenter_trains_evaluates_and_writes_contract_files(tmp_path):
     on_disk = json.loads((out / "metrics.json").read_text())
     assert on_disk == result and on_disk["classes"] == ["background", "top", "bag"]
     m = on_disk["metrics"]
-    assert set(m) == {"miou", "per_class_iou", "pixel_accuracy", "best_epoch", "epochs_run"}
+    assert set(m) == {"miou", "per_class_iou", "pixel_accuracy", "best_epoch", "epochs_run", "train_score"}
+    assert 0.0 < m["train_score"] <= 1.0  # mIoU of the kept model on its training images
     assert set(m["per_class_iou"]) == {"background", "top", "bag"}
     assert [c["key"] for c in on_disk["cross"]] == ["original"]
 

@@ -265,14 +265,17 @@ def load_evidence(metric_files: Sequence[Path | str], thresholds: HealthThreshol
         path = Path(f)
         row, _ = _parse_run(path)
         task, key = str(row["task"]), (str(row["task"]), str(row["id"]), int(row["seed"]))
-        n_classes = len(_read_json(path, "metrics").get("classes") or []) or None
+        document = _read_json(path, "metrics")
+        n_classes = len(document.get("classes") or []) or None
+        train_score = (document.get("metrics") or {}).get("train_score")
         scores = None
         if (path.parent / "predictions.npz").is_file():
             scores = load_run_scores(path.parent / "predictions.npz", task)
         if scores is not None:
             evidence.scores[key] = scores
         evidence.health[key] = assess_run(task, _read_history(path.parent / "history.csv"), n_classes,
-                                          scores.n_predicted_classes if scores else None, thresholds)  # fmt: skip
+                                          scores.n_predicted_classes if scores else None, thresholds,
+                                          train_score=train_score)  # fmt: skip
     return evidence
 
 

@@ -5,8 +5,10 @@
   ``chance_factor`` × chance (1 / number of classes) in any epoch;
 * ``diverged`` – a non-finite loss in the history, or a training loss above ``explode_factor`` ×
   the first epoch's;
-* ``underfit`` – the last epoch's training score (top-1 for classification, mIoU for
-  segmentation, as in history.csv) is below ``underfit_score[task]``.
+* ``underfit`` – the kept model's score on its own training images without augmentation
+  (``train_score`` in metrics.json: top-1 for classification, mIoU for segmentation; older runs
+  without it: the last epoch's running training score in history.csv) is below
+  ``underfit_score[task]``.
 
 A run with none of these is ``ok``. The thresholds are deliberately loose: a flag means the
 number in the table says little about the images, not that the model is merely mediocre.
@@ -33,7 +35,8 @@ class HealthThresholds:
 
 
 def assess_run(task: str, history: pd.DataFrame | None, n_classes: int | None,
-               n_predicted_classes: int | None, thresholds: HealthThresholds = HealthThresholds()) -> list[str]:
+               n_predicted_classes: int | None, thresholds: HealthThresholds = HealthThresholds(),
+               train_score: float | None = None) -> list[str]:
     """Reasons, each starting with its flag (e.g. ``"underfit: final train top-1 0.23 < 0.60"``);
     empty when the run looks healthy. ``history``: the run's history.csv (None: not checked);
     ``n_predicted_classes``: distinct classes predicted on the test set (None: not checked)."""
@@ -58,9 +61,12 @@ def assess_run(task: str, history: pd.DataFrame | None, n_classes: int | None,
             reasons.append(f"diverged: train loss {train.max():.3g} > {thresholds.explode_factor:g} × "
                            f"first epoch's {train[0]:.3g}")  # fmt: skip
     limit = thresholds.underfit_score.get(task)
-    if limit is not None and "train_score" in history:
+    what = "top-1" if task == "classification" else "mIoU"
+    if limit is not None and train_score is not None:  # the kept model on its training images
+        if math.isfinite(train_score) and train_score < limit:
+            reasons.append(f"underfit: train {what} of the kept model {train_score:.2f} < {limit:.2f}")
+    elif limit is not None and "train_score" in history:  # older runs: the last epoch's running score
         final = float(history["train_score"].iloc[-1])
-        what = "top-1" if task == "classification" else "mIoU"
         if math.isfinite(final) and final < limit:
             reasons.append(f"underfit: final train {what} {final:.2f} < {limit:.2f}")
     return reasons

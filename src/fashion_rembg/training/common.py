@@ -870,7 +870,12 @@ def train_run(
         raise RuntimeError(f"{label}: no epoch was trained")
     # Rewritten here too: a run resumed after its last epoch trains none and must still write it.
     write_csv_atomic(Path(history_out), state.history, HISTORY_FIELDS)
+    # How well the kept (best-on-val) model fits its own training images, without augmentation:
+    # history's train_score is a running mean over augmented batches while the weights still move.
+    restore_best(state)
+    _, fit_tracker = evaluate(state.model, train, ops, state.amp_dtype)
     payload = model_payload(state, experiment, seed, classes, device, pretrained)
+    payload["train_score"] = round(float(fit_tracker.score()), 6)
     save_torch_atomic(Path(model_out), payload)
     if ckpt is not None:
         ckpt.clear()
@@ -918,6 +923,8 @@ def write_evaluation(*, experiment: dict, seed: int, payload: dict, device: torc
     own = dict(cross[0]["metrics"])
     own["best_epoch"] = int(payload["best_epoch"])
     own["epochs_run"] = int(payload["epochs_run"])
+    if "train_score" in payload:  # the kept model on its training images, no augmentation
+        own["train_score"] = float(payload["train_score"])
     result = run_metadata(experiment, seed, payload.get("train_device", device.type), names, own)
     result["cross"] = cross
     if payload.get("pretrained"):  # which ImageNet weights: the report labels the demo's stand-ins
