@@ -18,7 +18,7 @@ try:
     SOURCES = plan_sources(config)
 except PipelineError as err:
     raise WorkflowError(f"fashion-rembg configuration: {err}")
-PREPARE_THREADS = 16  # decode workers; Snakemake caps this at --cores (--set-threads prepare_X=N)
+PREPARE_THREADS = config["compute"]["prepare_threads"]  # decode workers; capped at --cores locally
 
 
 rule demo_data:

@@ -1,0 +1,15 @@
+"""Write the SLURM check's config: the end-to-end tests' tiny demo, classification only, one seed."""
+import sys
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from workflow_helpers import tiny_config  # noqa: E402
+
+config = tiny_config()
+config["segmentation"]["enabled"] = False
+config["classification"]["seeds"] = [0]
+config["classification"]["grid"]["epochs"] = 6  # long enough to requeue the job mid-training
+config["compute"].update(mem_mb=1000, threads_per_job=1, prepare_threads=1)  # a 2-CPU node
+Path(sys.argv[1]).write_text(yaml.safe_dump(config, sort_keys=False))
