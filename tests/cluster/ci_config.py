@@ -11,5 +11,6 @@ config = tiny_config()
 config["segmentation"]["enabled"] = False
 config["classification"]["seeds"] = [0]
 config["classification"]["grid"]["epochs"] = 6  # long enough to requeue the job mid-training
+config["saliency"]["standin"]["epochs"] = 2  # mask quality is not what this checks
 config["compute"].update(mem_mb=1000, threads_per_job=1, prepare_threads=1)  # a 2-CPU node
 Path(sys.argv[1]).write_text(yaml.safe_dump(config, sort_keys=False))

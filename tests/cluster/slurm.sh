@@ -48,20 +48,20 @@ srun --time=1 hostname >/dev/null
 SMK=("$PY" -m snakemake --snakefile "$ROOT/Snakefile" --configfile "$WORK/tiny.yaml" --until evaluate_classifier)
 export PATH="$(dirname "$PY"):$PATH"
 
-echo "== local reference run (--cores 2)"
+echo "== local reference run (--cores 2), in the background while SLURM runs the same config"
 mkdir "$WORK/local"
-(cd "$WORK/local" && timeout -k 10 600 "${SMK[@]}" --workflow-profile none --cores 2 >snakemake.log 2>&1) \
-  || { tail -40 "$WORK/local/snakemake.log"; exit 1; }
-echo "   done after $((SECONDS - t0)) s"
+(cd "$WORK/local" && timeout -k 10 600 "${SMK[@]}" --workflow-profile none --cores 2 >snakemake.log 2>&1 \
+  && echo "   local run done after $((SECONDS - t0)) s") &
+local_run=$!
 
 # Preemption: once a training job has checkpointed its first epoch, requeue it (SLURM kills it and
 # runs it again); the retry must resume from the checkpoint.
 requeue_first_training() {
   for _ in $(seq 1 3000); do
-    ckpt=$(find results/checkpoints/classification -name last.pt 2>/dev/null | head -1)
+    ckpt=$(find results/checkpoints/classification -name last.pt 2>/dev/null | head -1 || true)
     if [ -n "$ckpt" ]; then
       exp=$(basename "$(dirname "$(dirname "$ckpt")")")
-      job=$(squeue -h -t RUNNING -o '%i %k' | awk -v e="$exp" 'index($2, "rule_train_classifier") && index($2, e) {print $1; exit}')
+      job=$(squeue -h -t RUNNING -o '%i %k' | awk -v e="$exp" 'index($2, "rule_train_classifier") && index($2, e) {print $1; exit}' || true)
       if [ -n "$job" ]; then
         scontrol requeue "$job"
         echo "$exp $job" >requeued.txt
@@ -98,6 +98,7 @@ grep -q "resumed from .* after epoch" "$train_log" \
   || { echo "FAIL: requeued job $job did not resume from its checkpoint:"; cat "$train_log"; exit 1; }
 echo "   requeued job $job: $(grep -o 'resumed from .* after epoch [0-9]*' "$train_log")"
 
+wait "$local_run" || { echo "FAIL: the local run failed:"; tail -40 "$WORK/local/snakemake.log"; exit 1; }
 echo "== SLURM results vs local results"
 n=0
 while IFS= read -r metrics; do
