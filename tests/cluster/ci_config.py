@@ -18,6 +18,6 @@ config["classification"]["grid"]["epochs"] = 6  # long enough to requeue the job
 config["saliency"]["standin"]["epochs"] = 2  # mask quality is not what this checks
 config["compute"].update(mem_mb=1000, threads_per_job=1, prepare_threads=1)  # a 2-CPU node
 if "--time-limit" in sys.argv[2:]:
-    config["classification"]["grid"]["epochs"] = 250
+    config["classification"]["grid"]["epochs"] = 600
     config["compute"]["runtime"] = 1
 Path(sys.argv[1]).write_text(yaml.safe_dump(config, sort_keys=False))

@@ -6,7 +6,7 @@
 #   * every metrics.json of the SLURM run must equal the local run's byte for byte;
 #   * stops the daemons by pid. Where SLURM cannot be installed it says so and exits 0.
 #   --time-limit: instead of the requeue, the training jobs hit a 1-minute SLURM time limit and the
-#   retry (2 minutes) resumes them (~5 min more: not in CI; its output is quoted in the README).
+#   retries (2, 3, 4 minutes) resume them (~10 min: not in CI; its output is quoted in the README).
 set -euo pipefail
 MODE=${1:-requeue}
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -83,8 +83,11 @@ cd "$WORK/slurm"
 watcher=
 [ "$MODE" = --time-limit ] || { requeue_first_training & watcher=$!; }
 rc=0
-timeout -k 30 600 "${SMK[@]}" --profile "$ROOT/profiles/slurm" --workflow-profile "$ROOT/profiles/slurm-noacct" \
-  >snakemake.log 2>&1 || rc=$?
+# --time-limit: up to 3 retries (1, 2, 3, 4 minutes), each resuming where the last was killed.
+EXTRA=()
+[ "$MODE" = --time-limit ] && EXTRA=(--retries 3)
+timeout -k 30 1200 "${SMK[@]}" --profile "$ROOT/profiles/slurm" --workflow-profile "$ROOT/profiles/slurm-noacct" \
+  "${EXTRA[@]}" >snakemake.log 2>&1 || rc=$?
 [ -z "$watcher" ] || wait "$watcher" || true
 grep -E "submitted with SLURM jobid|Finished jobid|steps \([0-9]+%\) done" snakemake.log | sed 's/^/   /'
 if [ "$rc" -ne 0 ]; then tail -60 snakemake.log; exit "$rc"; fi
