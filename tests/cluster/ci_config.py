@@ -14,7 +14,7 @@ from workflow_helpers import tiny_config  # noqa: E402
 config = tiny_config()
 config["segmentation"]["enabled"] = False
 config["classification"]["seeds"] = [0]
-config["classification"]["grid"]["epochs"] = 6  # long enough to requeue the job mid-training
+config["classification"]["grid"]["epochs"] = 10  # long enough to requeue the job mid-training
 config["saliency"]["standin"]["epochs"] = 2  # mask quality is not what this checks
 config["compute"].update(mem_mb=1000, threads_per_job=1, prepare_threads=1)  # a 2-CPU node
 if "--time-limit" in sys.argv[2:]:

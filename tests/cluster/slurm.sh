@@ -65,8 +65,8 @@ requeue_first_training() {
     if [ -n "$ckpt" ]; then
       exp=$(basename "$(dirname "$(dirname "$ckpt")")")
       job=$(squeue -h -t RUNNING -o '%i %k' | awk -v e="$exp" 'index($2, "rule_train_classifier") && index($2, e) {print $1; exit}' || true)
-      if [ -n "$job" ]; then
-        scontrol requeue "$job"
+      # The job may finish between the two looks: then wait for the other training's checkpoint.
+      if [ -n "$job" ] && scontrol requeue "$job" 2>/dev/null; then
         echo "$exp $job" >requeued.txt
         echo "   requeued SLURM job $job (train_classifier $exp) after its checkpoint $ckpt"
         return 0
@@ -88,7 +88,10 @@ EXTRA=()
 [ "$MODE" = --time-limit ] && EXTRA=(--retries 3)
 timeout -k 30 1200 "${SMK[@]}" --profile "$ROOT/profiles/slurm" --workflow-profile "$ROOT/profiles/slurm-noacct" \
   "${EXTRA[@]}" >snakemake.log 2>&1 || rc=$?
-[ -z "$watcher" ] || wait "$watcher" || true
+if [ -n "$watcher" ]; then
+  [ "$rc" -eq 0 ] || kill "$watcher" 2>/dev/null || true
+  wait "$watcher" || true
+fi
 grep -E "submitted with SLURM jobid|Finished jobid|steps \([0-9]+%\) done" snakemake.log | sed 's/^/   /'
 if [ "$rc" -ne 0 ]; then tail -60 snakemake.log; exit "$rc"; fi
 echo "   SLURM jobs (squeue --states=all):"
