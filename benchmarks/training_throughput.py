@@ -208,6 +208,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--workers", type=int, help="DataLoader workers for (c) (default: CPU 0, CUDA all cores)")
     parser.add_argument("--rounds", type=int, default=3, help="measured epochs per case (best is reported)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--table", metavar="DEVICE_KIND",
+                        help="write (a) as the measured row of this device kind (cpu, gpu, h100, ...) into "
+                             "benchmarks/throughput.tsv, the table of the auto time limits")  # fmt: skip
     args = parser.parse_args(argv)
     cuda = args.device == "cuda"
     if cuda and not torch.cuda.is_available():
@@ -242,6 +245,14 @@ def main(argv=None) -> dict:
           f"[best of {args.rounds} interleaved epochs; load average {os.getloadavg()[0]:.1f}]")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
+    if args.table:
+        from throughput_table import TABLE, put_row
+
+        name = torch.cuda.get_device_name() if cuda else f"{os.cpu_count()}-core CPU, {args.threads} threads"
+        put_row(TABLE, {"device_kind": args.table, "task": "classification", "arch": args.arch, "height": args.size,
+                        "width": args.size, "images_per_s": f"{a:.1f}", "device": name,
+                        "source": f"measured {time.strftime('%Y-%m-%d')} batch {args.batch_size}"
+                                  + (" AMP" if cuda else "")})  # fmt: skip
     return result
 
 

@@ -51,11 +51,9 @@ rule train_classifier:
         # Not an output: Snakemake must not delete it when the job fails.
         checkpoint="results/checkpoints/classification/{exp}/seed-{seed}",
         torch_home=TORCH_HOME,
-    threads: COMPUTE["threads_per_job"]
+    threads: job_threads("classification")
     resources:
-        gpu=COMPUTE["gpu"],
-        mem_mb=COMPUTE["mem_mb"],
-        runtime=COMPUTE["runtime"],
+        **job_resources("classification", "train"),
     conda:
         CONDA_ENV
     log:
@@ -79,11 +77,9 @@ rule evaluate_classifier:
     params:
         experiment=experiment,
         conditions=run_conditions,
-    threads: COMPUTE["threads_per_job"]
+    threads: job_threads("classification")
     resources:
-        gpu=COMPUTE["gpu"],
-        mem_mb=COMPUTE["mem_mb"],
-        runtime=60,
+        **job_resources("classification", "eval"),
     conda:
         CONDA_ENV
     log:

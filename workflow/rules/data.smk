@@ -20,7 +20,7 @@ try:
     track_raw_changes(config, SOURCES)  # a changed raw image folder re-prepares its dataset
 except PipelineError as err:
     raise WorkflowError(f"fashion-rembg configuration: {err}")
-PREPARE_THREADS = 16  # decode workers; Snakemake caps this at --cores (--set-threads prepare_X=N)
+PREPARE_THREADS = config["compute"]["prepare_threads"]  # decode workers; capped at --cores locally
 
 
 rule demo_data:

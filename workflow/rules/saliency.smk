@@ -85,6 +85,8 @@ rule saliency_shard:
     threads: SALIENCY["threads"]
     resources:
         gpu=SALIENCY["gpu"],
+        mem_mb=SALIENCY["mem_mb"],
+        runtime=lambda wildcards, attempt: SALIENCY["runtime"] * attempt,
     conda:
         CONDA_ENV
     log:

@@ -17,11 +17,9 @@ rule train_segmenter:
         # Not an output: Snakemake must not delete it when the job fails.
         checkpoint="results/checkpoints/segmentation/{exp}/seed-{seed}",
         torch_home=TORCH_HOME,
-    threads: COMPUTE["threads_per_job"]
+    threads: job_threads("segmentation")
     resources:
-        gpu=COMPUTE["gpu"],
-        mem_mb=COMPUTE["mem_mb"],
-        runtime=COMPUTE["runtime"],
+        **job_resources("segmentation", "train"),
     conda:
         CONDA_ENV
     log:
@@ -46,11 +44,9 @@ rule evaluate_segmenter:
     params:
         experiment=experiment,
         conditions=run_conditions,
-    threads: COMPUTE["threads_per_job"]
+    threads: job_threads("segmentation")
     resources:
-        gpu=COMPUTE["gpu"],
-        mem_mb=COMPUTE["mem_mb"],
-        runtime=60,
+        **job_resources("segmentation", "eval"),
     conda:
         CONDA_ENV
     log:

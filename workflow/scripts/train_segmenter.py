@@ -1,7 +1,8 @@
 from fashion_rembg.training.segmentation import train_segmenter
+from fashion_rembg.gpu_slots import gpu_slots
 from fashion_rembg.workflow_io import log_to
 
-with log_to(snakemake.log[0]):
+with log_to(snakemake.log[0]), gpu_slots(snakemake.config["compute"]["jobs_per_gpu"]):
     train_segmenter(images=snakemake.input.images, classmaps=snakemake.input.classmaps,
                     manifest=snakemake.input.manifest, classes=snakemake.input.classes,
                     model_out=snakemake.output.model, history_out=snakemake.output.history,

@@ -205,6 +205,15 @@ def open_session(
             f"(available providers: {', '.join(ort.get_available_providers())}); install onnxruntime-gpu "
             f"matching the machine's CUDA/cuDNN, or set saliency.device: auto (CPU fallback) or cpu"
         )
+    if "CUDAExecutionProvider" in active:
+        import torch
+
+        from .. import gpu_slots
+
+        gpu = gpu_slots.job_gpu(torch.cuda.device_count())
+        if gpu:  # onnxruntime opened it on cuda:0; move it to this job's GPU slot
+            session.inner_session.set_providers(list(active), [{"device_id": gpu} if p == "CUDAExecutionProvider"
+                                                               else {} for p in active])
     info = {
         "model": model,
         "rembg_session": type(session).__name__,

@@ -28,6 +28,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from fashion_rembg import gpu_slots
 from fashion_rembg.npy_io import explain_write_errors
 from fashion_rembg.training.augment import AUGMENTATIONS
 from fashion_rembg.training.augment import augment as augment_images
@@ -96,8 +97,12 @@ def seed_everything(seed: int, threads: int = 1) -> None:
 
 
 def pick_device() -> torch.device:
-    """CUDA when available, else CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The GPU of this job's claimed slot (`gpu_slots`: concurrent jobs get distinct GPUs), else CPU."""
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    index = gpu_slots.job_gpu(torch.cuda.device_count())
+    torch.cuda.set_device(index)  # plain "cuda" (amp, RNG state) means this GPU too, no context on cuda:0
+    return torch.device("cuda", index)
 
 
 def epoch_generator(seed: int, epoch: int) -> torch.Generator:

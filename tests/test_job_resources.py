@@ -1,0 +1,124 @@
+"""Job resources from the config: per-task overrides, auto time limits from throughput, the bill."""
+import math
+from pathlib import Path
+
+import pytest
+
+from fashion_rembg import bill, job_resources
+from fashion_rembg.config import experiment_runs
+from workflow_helpers import ROOT, planned_jobs, snakemake, tiny_config
+
+SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
+TABLE = ROOT / "benchmarks" / "throughput.tsv"
+
+
+def _compute(**overrides):
+    compute = {"gpu": 1, "threads_per_job": 4, "mem_mb": 16000, "runtime": "auto", "runtime_safety": 2.0,
+               "runtime_overhead": 10, "runtime_fallback": 240, "device_kind": "auto", "eval_runtime": 60,
+               "classification": {"gpu": None, "threads_per_job": None, "mem_mb": None, "runtime": None},
+               "segmentation": {"gpu": None, "threads_per_job": 8, "mem_mb": 32000, "runtime": None}}  # fmt: skip
+    compute.update(overrides)
+    return compute
+
+
+def _table(tmp_path, rows):
+    path = tmp_path / "throughput.tsv"
+    lines = ["\t".join(job_resources.THROUGHPUT_FIELDS)] + ["\t".join(map(str, row)) for row in rows]
+    path.write_text("\n".join(lines) + "\n")
+    job_resources.read_throughput.cache_clear()
+    return path
+
+
+def _manifest(tmp_path, train, val, test=5):
+    path = tmp_path / "manifest.tsv"
+    rows = ["id\tsource\tsplit\tlabel"] + [f"{i}\tx\t{s}\ta" for i, s in
+                                            enumerate(["train"] * train + ["val"] * val + ["test"] * test)]  # fmt: skip
+    path.write_text("\n".join(rows) + "\n")
+    job_resources._split_counts.cache_clear()
+    return path
+
+
+EXP = {"arch": "resnet18", "epochs": 30, "input_size": None, "width": None, "blocks": None}
+
+
+def test_task_overrides_replace_only_what_they_set():
+    compute = _compute()
+    assert job_resources.task_compute(compute, "classification") == {"gpu": 1, "threads_per_job": 4,
+                                                                     "mem_mb": 16000, "runtime": "auto"}
+    assert job_resources.task_compute(compute, "segmentation") == {"gpu": 1, "threads_per_job": 8,
+                                                                   "mem_mb": 32000, "runtime": "auto"}
+    assert job_resources.device_kind(_compute(gpu=0), "classification") == "cpu"
+    assert job_resources.device_kind(_compute(device_kind="h200"), "classification") == "h200"
+
+
+def test_auto_limit_from_throughput_epochs_and_images(tmp_path):
+    table = _table(tmp_path, [("gpu", "classification", "resnet18", 224, 224, 1000.0, "H100", "measured")])
+    manifest = _manifest(tmp_path, train=9000, val=3000)
+    est = job_resources.training_estimate(_compute(), "classification", EXP, [112, 224], "fashionstyle14",
+                                          manifest, table)  # fmt: skip
+    # Half the pixels of the measured 224²: twice the rate; val images count a third.
+    expected = 30 * (9000 + 3000 / 3) / 2000 / 60
+    assert est["expected_min"] == pytest.approx(expected)
+    assert est["limit_min"] == math.ceil(expected * 2.0 + 10)
+    assert "2000.0 images/s" in est["how"] and "9000 train + 3000 val" in est["data"]
+
+
+def test_flat_limits_and_missing_rows(tmp_path):
+    table = _table(tmp_path, [("gpu", "classification", "resnet18", 224, 224, 1000.0, "H100", "measured")])
+    manifest = _manifest(tmp_path, train=100, val=10)
+    flat = job_resources.training_estimate(_compute(runtime=90), "classification", EXP, [224, 224], "fashionstyle14",
+                                           manifest, table)  # fmt: skip
+    assert flat["limit_min"] == 90 and flat["expected_min"] is not None
+    unknown = job_resources.training_estimate(_compute(), "classification", {**EXP, "arch": "vit_b_16"},
+                                              [224, 224], "fashionstyle14", manifest, table)  # fmt: skip
+    assert unknown["expected_min"] is None and unknown["limit_min"] == 240
+    assert "no gpu throughput for classification/vit_b_16" in unknown["how"]
+
+
+def test_unprepared_dataset_counts_its_published_size(tmp_path):
+    images, note = job_resources.epoch_images("modanet", tmp_path / "missing.tsv")
+    assert images == 55_176 and "published size" in note
+
+
+def test_malformed_table_names_the_line(tmp_path):
+    path = tmp_path / "bad.tsv"
+    path.write_text("\t".join(job_resources.THROUGHPUT_FIELDS) + "\ngpu\tclassification\tresnet18\t224\t224\tfast\tx\ty\n")
+    job_resources.read_throughput.cache_clear()
+    with pytest.raises(job_resources.ThroughputError, match="bad.tsv line 2"):
+        job_resources.read_throughput(str(path))
+
+
+def test_paper_bill_covers_every_training_job(tmp_path):
+    config = bill.load_config(ROOT / "config" / "paper.yaml", SCHEMA)
+    job_resources.read_throughput.cache_clear()
+    rules = bill.bill(config, TABLE, tmp_path)
+    runs = experiment_runs(config)
+    assert rules["train_classifier"]["jobs"] == sum(task == "classification" for task, _, _ in runs)
+    assert rules["train_segmenter"]["jobs"] == sum(task == "segmentation" for task, _, _ in runs)
+    assert rules["evaluate_classifier"]["jobs"] == rules["train_classifier"]["jobs"]
+    # Every architecture of the paper has a throughput row: no flat fallback limits.
+    assert not rules["train_classifier"]["unknown"] and not rules["train_segmenter"]["unknown"]
+    for name in ("train_classifier", "train_segmenter"):
+        assert 0 < rules[name]["expected_h"] < rules[name]["limit_h"]
+    text = bill.render(rules)
+    assert "train_classifier" in text and "total" in text
+
+
+def test_dry_run_jobs_declare_the_configured_resources(tmp_path):
+    """A SLURM user sets compute.* and compute.<task>.* and never edits a rule."""
+    import yaml
+
+    config = tiny_config()
+    config["segmentation"]["enabled"] = False
+    config["classification"]["seeds"] = [0]
+    config["compute"].update(gpu=0, mem_mb=3000, runtime="auto", eval_runtime=7,
+                             classification={"mem_mb": 5000, "threads_per_job": 2})  # fmt: skip
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
+    out = snakemake(tmp_path, "-n", "--workflow-profile", "none").stdout
+    assert planned_jobs(out)["train_classifier"] == 2
+    blocks = {block.split(":")[0]: block for block in out.split("\nrule ")[1:]}
+    train, evaluation = blocks["train_classifier"], blocks["evaluate_classifier"]
+    assert "threads: 2" in train and "mem_mb=5000" in train and "gpu=0" in train
+    limit = int(train.split("runtime=")[1].split(",")[0])
+    assert 10 <= limit < 30  # a tiny job: the overhead, not the flat 240-minute fallback
+    assert "mem_mb=5000" in evaluation and "runtime=7" in evaluation

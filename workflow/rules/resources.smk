@@ -1,0 +1,40 @@
+# Resources of the heavy jobs, all from the config (fashion_rembg.job_resources): a SLURM user sets
+# `compute` / `saliency` and never edits a rule; sbatch options stay in the profile.
+from fashion_rembg.job_resources import task_compute, training_estimate
+
+THROUGHPUT_TABLE = os.path.join(os.path.dirname(workflow.main_snakefile), "benchmarks", "throughput.tsv")
+
+
+def training_limit(task):
+    """Minutes of a training job's time limit: estimated per experiment, more time on a retry."""
+
+    def runtime(wildcards, attempt):
+        dataset = config[task]["dataset"]
+        estimate = training_estimate(
+            COMPUTE,
+            task,
+            EXPERIMENTS[wildcards.exp],
+            DATASET_CONFIG[dataset]["store_size"],
+            dataset,
+            f"results/data/{dataset}/manifest.tsv",
+            THROUGHPUT_TABLE,
+        )
+        return estimate["limit_min"] * attempt
+
+    return runtime
+
+
+def job_resources(task, stage):
+    """resources: of a training or evaluation job of `task`."""
+    merged = task_compute(COMPUTE, task)
+    if stage == "train":
+        return dict(gpu=merged["gpu"], mem_mb=merged["mem_mb"], runtime=training_limit(task))
+    return dict(
+        gpu=merged["gpu"],
+        mem_mb=COMPUTE["eval_mem_mb"] or merged["mem_mb"],
+        runtime=lambda wildcards, attempt: COMPUTE["eval_runtime"] * attempt,
+    )
+
+
+def job_threads(task):
+    return task_compute(COMPUTE, task)["threads_per_job"]
