@@ -933,13 +933,22 @@ def _rand_col(rng, spec):
     return tuple(int(v) for v in rng.integers(20, 240, 3))
 
 
+# The backdrop every image shares at clutter 0 (a plain studio wall): with no clutter the background
+# varies not at all, so it carries nothing that background removal could take away.
+_PLAIN_WALL = np.array((214, 210, 204), np.float32)
+_PLAIN_FLOOR = np.array((176, 172, 166), np.float32)
+
+
 def _render_background(rng, W: int, H: int, clutter: float, spec: dict, floor_y: float):
-    wall, floor = spec["wall"], spec["floor"]
+    wall, floor = np.asarray(spec["wall"], np.float32), np.asarray(spec["floor"], np.float32)
+    if not spec["specific"]:  # the image-to-image variation of the backdrop grows with clutter
+        wall = _PLAIN_WALL + clutter * (wall - _PLAIN_WALL)
+        floor = _PLAIN_FLOOR + clutter * (floor - _PLAIN_FLOOR)
     ty = np.linspace(0.0, 1.0, H, dtype=np.float32)[:, None, None]
-    c_top = np.clip(wall * rng.uniform(1.0, 1.1) + 6, 0, 255)
+    c_top = np.clip(wall * (1.0 + clutter * (rng.uniform(1.0, 1.1) - 1.0)) + 6, 0, 255)
     c_bot = 0.5 * wall + 0.5 * floor
     col = np.clip((c_top * (1 - ty) + c_bot * ty) / 1.06, 0, 240)  # (H, 1, 3)
-    tilt = 1.0 + rng.uniform(-0.06, 0.06) * np.linspace(-1.0, 1.0, W, dtype=np.float32)
+    tilt = 1.0 + clutter * rng.uniform(-0.06, 0.06) * np.linspace(-1.0, 1.0, W, dtype=np.float32)
     base = Image.fromarray((col * tilt[None, :, None] + 0.5).astype(np.uint8), "RGB")
     if clutter <= 0.0:
         return base  # flat gradient
