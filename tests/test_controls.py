@@ -15,7 +15,7 @@ from fashion_rembg import controls
 from fashion_rembg.config import control_runs, expand_task, experiment_table
 from fashion_rembg.datasets.demo import FS14_STYLES, generate_demo
 from fashion_rembg.errors import ConfigError
-from fashion_rembg.reporting.controls import COLUMNS, control_table, dose_response, verdict
+from fashion_rembg.reporting.controls import COLUMNS, control_table, dose_response, read_controls, verdict, write_controls
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -166,6 +166,11 @@ def test_control_table_finds_planted_effects(tmp_path):
     assert by.loc["null", "delta"] == 0 and by.loc["null", "verdict"] == "pass"
     assert by.loc["dose_response", "verdict"] == "pass" and by.loc["dose_response", "delta"] > 0
     assert by.loc["mechanism", "n_seeds"] == 2 and by.loc["mechanism", "n_images"] == n
+    # Written and read back as is: a control called "null" stays a name, not a missing value.
+    write_controls(table, tmp_path / "controls.csv", tmp_path / "controls.md")
+    back = read_controls(tmp_path / "controls.csv")
+    assert list(back["control"]) == list(table["control"]) and back["clutter"].isna().sum() == 1
+    assert "| null | no_difference |" in (tmp_path / "controls.md").read_text()
     # A planted effect in the wrong direction fails loudly.
     files["shortcut"] = runs("s2", 0.5, 0.9)
     assert control_table(copy.deepcopy(specs), files, n_boot=500).set_index("control").loc["shortcut", "verdict"] == "fail"

@@ -2,11 +2,10 @@
 
 import json
 
-import pandas as pd
 import pytest
 import yaml
 
-from fashion_rembg.reporting.controls import COLUMNS
+from fashion_rembg.reporting.controls import COLUMNS, read_controls
 from workflow_helpers import snakemake, tiny_config
 
 pytestmark = pytest.mark.e2e
@@ -43,7 +42,7 @@ def workdir(tmp_path_factory):
 def test_controls_table_has_one_row_per_control_and_the_dose_response(workdir):
     # At this size (10 images per style, one seed) the verdicts themselves are too noisy to assert;
     # the default demo's controls (README) are sized to pass. Here: the table is there and well formed.
-    table = pd.read_csv(workdir / "results" / "tables" / "controls.csv")
+    table = read_controls(workdir / "results" / "tables" / "controls.csv")
     assert list(table.columns) == COLUMNS
     # one row per set in config order (the YAML dump here sorts them), the dose-response last
     assert list(table["control"]) == ["mechanism", "moderate", "null", "shortcut", "dose_response"]
@@ -63,6 +62,6 @@ def test_controls_table_has_one_row_per_control_and_the_dose_response(workdir):
 def test_shortcut_background_is_learnt_far_above_chance(workdir):
     """With bg_label_correlation 1 the background names the style: a model that learns anything must
     be far above chance (1/14 = 0.071) on original images. A model stuck at chance fails this."""
-    table = pd.read_csv(workdir / "results" / "tables" / "controls.csv").set_index("control")
+    table = read_controls(workdir / "results" / "tables" / "controls.csv").set_index("control")
     assert table.loc["shortcut", "original_top1"] >= 0.5, table.loc["shortcut"]
     assert table.loc["shortcut", "delta"] < 0  # and removing that background costs accuracy

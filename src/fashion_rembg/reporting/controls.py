@@ -25,8 +25,16 @@ log = logging.getLogger(__name__)
 COLUMNS = ["control", "expected", "delta", "ci_low", "ci_high", "p_value", "verdict",
            "dataset", "clutter", "bg_label_correlation", "original_top1", "rembg_top1", "n_images", "n_seeds",
            "detail"]  # fmt: skip
+TEXT_COLUMNS = ("control", "expected", "verdict", "dataset", "detail")
 LEVEL = 0.95
 ALPHA = 0.05
+
+
+def read_controls(path: Path | str) -> pd.DataFrame:
+    """controls.csv as written: names stay text (a control may be called "null" or "NA")."""
+    numeric = [c for c in COLUMNS if c not in TEXT_COLUMNS]
+    return pd.read_csv(path, keep_default_na=False, na_values={c: ["", "nan", "NaN"] for c in numeric},
+                       dtype={c: str for c in TEXT_COLUMNS})
 
 
 def per_image_correct(predictions_npz: Path | str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -632,7 +632,9 @@ def plot_cross_condition(
 def figure_dose_response(controls_csv: Path | str, out_png: Path | str) -> Path:
     """Δ top-1 (rembg − original) with its 95 % CI against clutter, one point per control set
     whose background carries no label; the other controls (e.g. the shortcut) as labelled points."""
-    table = pd.read_csv(controls_csv)
+    from fashion_rembg.reporting.controls import read_controls
+
+    table = read_controls(controls_csv)
     sets = table[table["control"] != "dose_response"]
     with _style():
         fig = Figure(figsize=(_snap(5.0, DPI), _snap(3.4, DPI)), dpi=DPI)
