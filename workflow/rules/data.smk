@@ -215,6 +215,60 @@ if "fashionpedia" in SOURCES:
             "../scripts/prepare_fashionpedia.py"
 
 
+def own_of_kind(kind):
+    """Wildcard pattern of the own datasets of one kind (datasets.<name>.kind)."""
+    return "|".join(re.escape(n) for n, e in OWN_DATASETS.items() if e["kind"] == kind) or f"NO_{kind.upper()}"
+
+
+rule prepare_imagefolder:
+    """Own classification photos, one sub-folder per class (fashion_rembg.datasets.imagefolder)."""
+    input:
+        unpack(lambda wildcards: SOURCES[wildcards.dataset].inputs),
+    output:
+        manifest="results/data/{dataset}/manifest.tsv",
+        quarantine="results/data/{dataset}/quarantine.tsv",
+        classes="results/data/{dataset}/classes.json",
+        images="results/data/{dataset}/images.npy",
+    wildcard_constraints:
+        dataset=own_of_kind("imagefolder"),
+    params:
+        settings=lambda wildcards: DATASET_CONFIG[wildcards.dataset],
+    threads: PREPARE_THREADS
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/prepare_{dataset}.log",
+    benchmark:
+        "results/benchmarks/prepare_{dataset}.tsv"
+    script:
+        "../scripts/prepare_imagefolder.py"
+
+
+rule prepare_coco:
+    """Own COCO instance annotations as semantic class maps (fashion_rembg.datasets.cocoseg)."""
+    input:
+        unpack(lambda wildcards: SOURCES[wildcards.dataset].inputs),
+    output:
+        manifest="results/data/{dataset}/manifest.tsv",
+        quarantine="results/data/{dataset}/quarantine.tsv",
+        classes="results/data/{dataset}/classes.json",
+        images="results/data/{dataset}/images.npy",
+        classmaps="results/data/{dataset}/classmaps.npy",
+    wildcard_constraints:
+        dataset=own_of_kind("coco"),
+    params:
+        settings=lambda wildcards: DATASET_CONFIG[wildcards.dataset],
+    threads: PREPARE_THREADS
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/prepare_{dataset}.log",
+    benchmark:
+        "results/benchmarks/prepare_{dataset}.tsv"
+    script:
+        "../scripts/prepare_coco.py"
+
+
 rule prepare_truth:
     """True foreground masks aligned with a store (demo), to measure rembg mask quality."""
     input:
