@@ -70,8 +70,9 @@ rule prepare_control:
         classes=f"results/data/{CONTROL_PREFIX}{{control}}/classes.json",
         images=f"results/data/{CONTROL_PREFIX}{{control}}/images.npy",
     params:
-        store_size=DATASET_CONFIG["fashionstyle14"]["store_size"],
-        fit=DATASET_CONFIG["fashionstyle14"]["fit"],
+        # control-<name> entries carry fashionstyle14's store settings (fashion_rembg.controls)
+        store_size=lambda wildcards: DATASET_CONFIG[CONTROL_PREFIX + wildcards.control]["store_size"],
+        fit=lambda wildcards: DATASET_CONFIG[CONTROL_PREFIX + wildcards.control]["fit"],
     threads: PREPARE_THREADS
     conda:
         CONDA_ENV
