@@ -283,8 +283,9 @@ def test_dry_run_with_a_wrong_or_empty_folder_says_what_it_expected(tmp_path, ca
     (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
     result = snakemake(tmp_path, "-n", check=False)
     assert result.returncode != 0
-    assert f"datasets.mine.root: {tmp_path / 'photos'} {expected}" in result.stderr
-    assert "Traceback" not in result.stderr
+    output = result.stdout + result.stderr
+    assert f"datasets.mine.root: {tmp_path / 'photos'} {expected}" in output
+    assert "Traceback" not in output
 
 
 def test_own_config_file_runs_with_one_command_line_override(tmp_path):
@@ -293,9 +294,9 @@ def test_own_config_file_runs_with_one_command_line_override(tmp_path):
     import sys
 
     root = make_imagefolder(tmp_path / "photos")
-    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
-           "--configfile", str(ROOT / "config" / "mine.yaml"), "--config", f"datasets={{mine: {{root: {root}}}}}",
-           "--cores", "1", "-n", "prepare_imagefolder", "--forceall", "results/data/mine/images.npy"]
+    cmd = [sys.executable, "-m", "snakemake", "results/data/mine/images.npy", "--snakefile", str(ROOT / "Snakefile"),
+           "--directory", str(tmp_path), "--cores", "1", "-n", "--configfile", str(ROOT / "config" / "mine.yaml"),
+           "--config", f"datasets={{mine: {{root: {root}}}}}"]
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "prepare_imagefolder" in result.stdout

@@ -149,6 +149,11 @@ def mask_quality_figures():
     return sorted(f"results/figures/mask_quality/{d}/{s}.png" for d, s in pairs)
 
 
+def own_of_kind(kind):
+    """Wildcard pattern of the own datasets of one kind (datasets.<name>.kind)."""
+    return "|".join(re.escape(n) for n, e in OWN_DATASETS.items() if e["kind"] == kind) or f"NO_{kind.upper()}"
+
+
 def store_size(wildcards):
     return DATASET_CONFIG[wildcards.dataset]["store_size"]
 

@@ -216,11 +216,6 @@ if "fashionpedia" in SOURCES:
             "../scripts/prepare_fashionpedia.py"
 
 
-def own_of_kind(kind):
-    """Wildcard pattern of the own datasets of one kind (datasets.<name>.kind)."""
-    return "|".join(re.escape(n) for n, e in OWN_DATASETS.items() if e["kind"] == kind) or f"NO_{kind.upper()}"
-
-
 rule prepare_imagefolder:
     """Own classification photos, one sub-folder per class (fashion_rembg.datasets.imagefolder)."""
     input:
