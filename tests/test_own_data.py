@@ -302,6 +302,22 @@ def test_own_config_file_runs_with_one_command_line_override(tmp_path):
     assert "prepare_imagefolder" in result.stdout
 
 
+def test_changed_own_photos_re_prepare_the_dataset(tmp_path):
+    """A photo replaced deep in a class folder (same name) is seen at start-up: prepare reruns."""
+    root = make_imagefolder(tmp_path / "photos")
+    config = yaml.safe_load((ROOT / "config" / "mine.yaml").read_text())
+    config["datasets"]["mine"].update(root=str(root), store_size=[32, 32])
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
+    target = "results/data/mine/manifest.tsv"
+    snakemake(tmp_path, target)
+    stored = (tmp_path / "results/data/mine/images.npy").read_bytes()
+    assert "Nothing to be done" in snakemake(tmp_path, "-n", target).stdout
+    Image.new("RGB", (48, 64), (1, 2, 3)).save(root / "shoes" / "04.jpg", format="JPEG")
+    assert "prepare_imagefolder" in snakemake(tmp_path, "-n", target).stdout
+    snakemake(tmp_path, target)
+    assert (tmp_path / "results/data/mine/images.npy").read_bytes() != stored
+
+
 # ----------------------------------------------------------------------------------- raw photos
 def test_photo_readers_find_the_photo_behind_each_store_row(tmp_path):
     root = make_imagefolder(tmp_path / "photos")
