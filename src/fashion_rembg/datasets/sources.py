@@ -23,7 +23,7 @@ from ..errors import ConfigError, PipelineError
 from ..npy_io import atomic_file
 from .archives import safe_extract
 from .fetch import RawFile, download, verify
-from .own import own_names
+from .own import own_names, plan_own
 
 log = logging.getLogger(__name__)
 
@@ -192,8 +192,6 @@ def plan(config: dict) -> dict[str, DatasetPlan]:
     configured = config.get("datasets", {})
     for name in sorted(used_datasets(config) - set(configured)):
         raise ConfigError(f"a task uses {name}, but datasets.{name} is not configured (see config/paper.yaml)")
-    from .own import own_names, plan_own
-
     plans = {name: PLANNERS[name](config) for name in DATASETS if name in configured}
     return plans | {name: plan_own(config, name) for name in own_names(config)}
 
