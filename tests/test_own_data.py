@@ -68,7 +68,7 @@ def test_imagefolder_split_lists_with_and_without_header(tmp_path):
     (root / "train.csv").write_text("path,comment\n" + "".join(f"{c}/{i:02d}.{'png' if i % 3 == 0 else 'jpg'},x\n"
                                                               for c in OWN_CLASSES for i in range(6)))
     (root / "test.txt").write_text("".join(f"{c}/{i:02d}.jpg\n" for c in OWN_CLASSES for i in (7, 8)))
-    lists = {"train": str(root / "train.csv"), "test": str(root / "test.txt")}
+    lists = {"train": "train.csv", "test": str(root / "test.txt")}  # relative to root, or absolute
     summary = prepare_imagefolder("mine", root, tmp_path / "out", SIZE, {**SPLIT, "val_fraction": 0.34}, lists)
     # 6 per class listed for train: 2 carved out for val (stratified); test as listed; the rest unused
     assert summary["splits"] == {"test": 6, "train": 12, "val": 6}
@@ -242,6 +242,15 @@ def test_bad_own_entries_are_refused_at_start_up(tmp_path, case):
     config["datasets"][name] = entry
     with pytest.raises(ConfigError, match=re.escape(expected)):
         own_datasets(config)
+
+
+def test_own_entries_complete_once_and_stay_the_same_when_completed_again(tmp_path):
+    config = own_config(tmp_path, split_lists={"train": "train.csv", "test": "lists/test.txt"})
+    done = own_datasets(config)
+    config["datasets"].update(done)
+    assert own_datasets(config) == done
+    assert done["mine"]["split"] == {"val_fraction": 0.15, "test_fraction": 0.15, "seed": 0}
+    assert done["mine"]["store_size"] == [224, 224] and done["mine"]["reader"] == "imagefolder"
 
 
 def test_schema_accepts_own_entries_and_still_checks_the_built_in_ones(tmp_path):

@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import DataError
 from .archives import check_inside, path_inside
 from .fashionstyle14 import _Context, _work
-from .own import IMAGE_EXTENSIONS, SPLITS, class_folders, imagefolder_problem, is_image_name
+from .own import IMAGE_EXTENSIONS, SPLITS, class_folders, imagefolder_problem, is_image_name, list_paths
 from .parallel import ordered_map
 from .store import StoreWriter, require_splits, split_counts, write_store_tables
 
@@ -117,7 +117,9 @@ def listed_splits(root: Path, lists: dict[str, str], files: dict[str, Path], cla
 
 def prepare_imagefolder(name: str, root: Path, out_dir: Path, store_size: tuple[int, int], split: dict,
                         split_lists: dict[str, str] | None = None, workers: int = 1, fit: str = "cover") -> dict:
-    """Write manifest.tsv, quarantine.tsv, classes.json and images.npy of dataset `name` into out_dir."""
+    """Write manifest.tsv, quarantine.tsv, classes.json and images.npy of dataset `name` into out_dir.
+
+    `split_lists`: `{train, test[, val]}` list files, relative to `root` or absolute."""
     root, out_dir = Path(root), Path(out_dir)
     problem = imagefolder_problem(name, root)
     if problem:
@@ -126,6 +128,7 @@ def prepare_imagefolder(name: str, root: Path, out_dir: Path, store_size: tuple[
     files, quarantine = scan(root, classes)
     label_of = {rel: rel.split("/")[0] for rel in files}
     if split_lists:
+        split_lists = list_paths(str(root), split_lists)
         splits = listed_splits(root, split_lists, files, classes, quarantine)
         if "val" not in split_lists:  # carve val out of the train list, stratified
             train = {rel: label_of[rel] for rel, s in splits.items() if s == "train"}

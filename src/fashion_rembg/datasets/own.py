@@ -65,7 +65,7 @@ def own_entry(name: str, entry: dict) -> dict:
         if not isinstance(entry.get(key), str) or not entry[key].strip():
             example = "root: /path/to/photos" if key == "root" else f"{key}: /path/to/{key}"
             raise ConfigError(f"{where}.{key}: required for kind {kind} (e.g. `{example}`)")
-    allowed = {"kind", "store_size", "fit", "truth", "split", *KIND_KEYS[kind]}
+    allowed = {"kind", "store_size", "fit", "truth", "split", "reader", *KIND_KEYS[kind]}  # reader: set below
     unknown = sorted(set(entry) - allowed)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {unknown} for kind {kind}; allowed: {', '.join(sorted(allowed))}")
@@ -80,7 +80,7 @@ def own_entry(name: str, entry: dict) -> dict:
         if lists and (not {"train", "test"} <= set(lists) or not set(lists) <= set(SPLITS)):
             raise ConfigError(f"{where}.split_lists: give train and test, optionally val (else carved out of "
                               f"train with split.val_fraction), got {sorted(lists)}")
-        out["split_lists"] = {k: str(Path(out["root"]) / v) for k, v in lists.items()} or None
+        out["split_lists"] = dict(lists) or None  # relative to root (resolved where read: idempotent)
     else:
         cats = out.get("categories")
         if cats is not None and (not isinstance(cats, list) or not cats or not all(
@@ -145,6 +145,11 @@ def coco_problem(name: str, entry: dict) -> str | None:
     return None
 
 
+def list_paths(root: str, split_lists: dict | None) -> dict[str, str]:
+    """Split-list files by split, resolved against the ImageFolder root (absolute paths stay)."""
+    return {split: str(Path(root) / path) for split, path in (split_lists or {}).items()}
+
+
 def plan_own(config: dict, name: str):
     """The prepare inputs of an own dataset; a layout problem raises (a used dataset) or is listed."""
     from .sources import DatasetPlan, used_datasets
@@ -154,8 +159,9 @@ def plan_own(config: dict, name: str):
     if entry["kind"] == "imagefolder":
         problem = imagefolder_problem(name, Path(entry["root"]))
         plan.inputs["root"] = entry["root"]
-        plan.inputs.update({f"list_{k}": v for k, v in (entry.get("split_lists") or {}).items()})
-        for split, path in (entry.get("split_lists") or {}).items():
+        lists = list_paths(entry["root"], entry.get("split_lists"))
+        plan.inputs.update({f"list_{k}": v for k, v in lists.items()})
+        for split, path in lists.items():
             if problem is None and not Path(path).is_file():
                 problem = f"datasets.{name}.split_lists.{split}: {path} not found (paths are relative to the root)"
     else:
