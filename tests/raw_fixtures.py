@@ -199,3 +199,66 @@ def make_fashionpedia(folder, as_folders=False):
     return {"train_annotations": str(folder / "instances_attributes_train2020.json"),
             "val_annotations": str(folder / "instances_attributes_val2020.json"),
             "train_images": str(paths["train2020.zip"]), "val_images": str(paths["val_test2020.zip"])}
+
+
+OWN_CLASSES = ("bags", "dresses", "shoes")
+
+
+def make_imagefolder(root, per_class=10, size=(48, 64), classes=OWN_CLASSES):
+    """<root>/<class>/<n>.jpg|png: a class-coloured garment blob on a seeded noisy background."""
+    root = Path(root)
+    rng = np.random.default_rng(0)
+    width, height = size
+    for k, cls in enumerate(classes):
+        for i in range(per_class):
+            pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+            colour = np.array([(k * 90 + 40) % 256, 200 - k * 60, 60 + k * 80], dtype=np.uint8)
+            pixels[height // 4: 3 * height // 4, width // 4: 3 * width // 4] = colour
+            path = root / cls / (f"{i:02d}.png" if i % 3 == 0 else f"{i:02d}.jpg")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(pixels).save(path)
+    return root
+
+
+OWN_COCO_CATEGORIES = [{"id": 3, "name": "shirt"}, {"id": 7, "name": "bag"}, {"id": 9, "name": "hat"}]
+
+
+def make_own_coco(folder, n_images=10, size=(64, 48), zipped=False):
+    """A COCO instances JSON with polygons (shirt), compressed and uncompressed RLE (bag) and a hat
+    on every other image, and the images in a folder (or a zip with an images/ prefix-free layout)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    width, height = size
+    rng = np.random.default_rng(1)
+    images, annotations, payloads = [], [], {}
+    for i in range(1, n_images + 1):
+        name = f"photos/img{i:03d}.jpg"
+        pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        pixels[10:40, 15:45] = (200, 40, 40)
+        pixels[30:44, 2:14] = (40, 40, 200)
+        buf = io.BytesIO()
+        Image.fromarray(pixels).save(buf, format="JPEG", quality=95)
+        payloads[name] = buf.getvalue()
+        images.append({"id": i, "file_name": name, "width": width, "height": height})
+        annotations.append({"id": 3 * i, "image_id": i, "category_id": 3, "area": 900, "iscrowd": 0,
+                            "segmentation": [[15, 10, 45, 10, 45, 40, 15, 40]]})
+        bag = np.zeros((height, width), dtype=bool)
+        bag[30:44, 2:14] = True
+        annotations.append({"id": 3 * i + 1, "image_id": i, "category_id": 7, "area": 168, "iscrowd": 1,
+                            "segmentation": rle_of(bag, compressed=i % 2 == 0)})
+        if i % 2:
+            annotations.append({"id": 3 * i + 2, "image_id": i, "category_id": 9, "area": 40, "iscrowd": 0,
+                                "segmentation": [[50, 2, 60, 2, 60, 8, 50, 8]]})
+    ann_path = folder / "instances.json"
+    ann_path.write_text(json.dumps(coco_json(images, annotations, OWN_COCO_CATEGORIES)))
+    if zipped:
+        images_path = folder / "images.zip"
+        with zipfile.ZipFile(images_path, "w") as zf:
+            for name, data in payloads.items():
+                zf.writestr(name, data)
+    else:
+        images_path = folder / "images"
+        for name, data in payloads.items():
+            (images_path / name).parent.mkdir(parents=True, exist_ok=True)
+            (images_path / name).write_bytes(data)
+    return ann_path, images_path

@@ -324,13 +324,26 @@ def _seeds(value, where: str) -> list[int]:
     return list(value)
 
 
+def task_datasets(config: dict, task: str) -> tuple[str, ...]:
+    """Datasets a task may use: the built-in ones and the own datasets of its kind (datasets/own.py)."""
+    from .datasets.own import task_names
+
+    return TASK_DATASETS[task] + tuple(task_names(config, task))
+
+
+def is_segmentation_dataset(config: dict, dataset: str) -> bool:
+    return dataset in task_datasets(config, "segmentation")
+
+
 def _section(config: dict, task: str) -> dict | None:
     section = config.get(task) or {}
     if not section.get("enabled", True):
         return None
     dataset = section.get("dataset", TASK_DATASETS[task][0])
-    if dataset not in TASK_DATASETS[task]:
-        raise ConfigError(f"{task}.dataset: {dataset!r} is not a {task} dataset; choose from {TASK_DATASETS[task]}")
+    if dataset not in task_datasets(config, task):
+        raise ConfigError(f"{task}.dataset: {dataset!r} is not a {task} dataset; choose from "
+                          f"{', '.join(task_datasets(config, task))} (own data: a datasets.{dataset} entry with "
+                          f"kind: {'imagefolder' if task == 'classification' else 'coco'})")
     return section
 
 

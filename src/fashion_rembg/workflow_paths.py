@@ -66,12 +66,12 @@ def fetch_inputs(config: dict, model: str) -> list[str]:
 
 def quality_inputs(config: dict, dataset: str) -> dict[str, str]:
     """References for mask quality: true masks (demo) and/or class maps (segmentation datasets)."""
-    from .config import TASK_DATASETS
+    from .config import is_segmentation_dataset
 
     refs = {}
     if (config["datasets"].get(dataset) or {}).get("truth"):
         refs["truth"] = f"results/data/{dataset}/truth.npy"
-    if dataset in TASK_DATASETS["segmentation"]:
+    if is_segmentation_dataset(config, dataset):
         refs["classmaps"] = f"results/data/{dataset}/classmaps.npy"
     return refs
 

@@ -1,5 +1,6 @@
 # Config → experiment table, path helpers and wildcard constraints. Logic lives in the package.
 import os
+import re
 import sys
 
 from snakemake.utils import validate
@@ -19,6 +20,7 @@ from fashion_rembg.config import (
 from fashion_rembg.controls import PREFIX as CONTROL_PREFIX
 from fashion_rembg.controls import control_datasets, control_plans
 from fashion_rembg.controls import generator_settings as control_generator_settings
+from fashion_rembg.datasets.own import own_datasets
 from fashion_rembg.errors import PipelineError
 from fashion_rembg.workflow_paths import (
     REMBG_SOD_PATTERN,
@@ -38,6 +40,9 @@ from fashion_rembg.workflow_paths import (
 validate(config, schema="../schemas/config.schema.yaml")
 
 try:
+    # Own data (datasets.<name> with a kind): checked and completed with its defaults.
+    OWN_DATASETS = own_datasets(config)
+    config["datasets"].update(OWN_DATASETS)
     # Known-answer control sets are demo datasets generated beside the main one (fashion_rembg.controls).
     config["datasets"].update(control_datasets(config))
     CONTROLS = sorted(name[len(CONTROL_PREFIX) :] for name in control_datasets(config))
@@ -68,7 +73,11 @@ TASKS = [task for task in ("classification", "segmentation") if config[task].get
 
 
 wildcard_constraints:
-    dataset="|".join(["fashionstyle14", "modanet", "fashionpedia"] + [CONTROL_PREFIX + c for c in CONTROLS]),
+    dataset="|".join(
+        ["fashionstyle14", "modanet", "fashionpedia"]
+        + [CONTROL_PREFIX + c for c in CONTROLS]
+        + [re.escape(name) for name in OWN_DATASETS]
+    ),
     control="|".join(CONTROLS) or "NO_CONTROL",
     exp="|".join(EXPERIMENTS) or "NO_EXPERIMENT",
     seed=r"\d+",
@@ -138,6 +147,11 @@ def mask_quality_figures():
     pairs = {tuple(p.split("/")[2:4]) for p in quality_files()}
     pairs |= {(config[t]["dataset"], SALIENCY["model"]) for t in TASKS if quality_inputs(config, config[t]["dataset"])}
     return sorted(f"results/figures/mask_quality/{d}/{s}.png" for d, s in pairs)
+
+
+def own_of_kind(kind):
+    """Wildcard pattern of the own datasets of one kind (datasets.<name>.kind)."""
+    return "|".join(re.escape(n) for n, e in OWN_DATASETS.items() if e["kind"] == kind) or f"NO_{kind.upper()}"
 
 
 def store_size(wildcards):

@@ -70,8 +70,9 @@ rule prepare_control:
         classes=f"results/data/{CONTROL_PREFIX}{{control}}/classes.json",
         images=f"results/data/{CONTROL_PREFIX}{{control}}/images.npy",
     params:
-        store_size=DATASET_CONFIG["fashionstyle14"]["store_size"],
-        fit=DATASET_CONFIG["fashionstyle14"]["fit"],
+        # control-<name> entries carry fashionstyle14's store settings (fashion_rembg.controls)
+        store_size=lambda wildcards: DATASET_CONFIG[CONTROL_PREFIX + wildcards.control]["store_size"],
+        fit=lambda wildcards: DATASET_CONFIG[CONTROL_PREFIX + wildcards.control]["fit"],
     threads: PREPARE_THREADS
     conda:
         CONDA_ENV
@@ -213,6 +214,55 @@ if "fashionpedia" in SOURCES:
             "results/benchmarks/prepare_fashionpedia.tsv"
         script:
             "../scripts/prepare_fashionpedia.py"
+
+
+rule prepare_imagefolder:
+    """Own classification photos, one sub-folder per class (fashion_rembg.datasets.imagefolder)."""
+    input:
+        unpack(lambda wildcards: SOURCES[wildcards.dataset].inputs),
+    output:
+        manifest="results/data/{dataset}/manifest.tsv",
+        quarantine="results/data/{dataset}/quarantine.tsv",
+        classes="results/data/{dataset}/classes.json",
+        images="results/data/{dataset}/images.npy",
+    wildcard_constraints:
+        dataset=own_of_kind("imagefolder"),
+    params:
+        settings=lambda wildcards: DATASET_CONFIG[wildcards.dataset],
+    threads: PREPARE_THREADS
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/prepare_{dataset}.log",
+    benchmark:
+        "results/benchmarks/prepare_{dataset}.tsv"
+    script:
+        "../scripts/prepare_imagefolder.py"
+
+
+rule prepare_coco:
+    """Own COCO instance annotations as semantic class maps (fashion_rembg.datasets.cocoseg)."""
+    input:
+        unpack(lambda wildcards: SOURCES[wildcards.dataset].inputs),
+    output:
+        manifest="results/data/{dataset}/manifest.tsv",
+        quarantine="results/data/{dataset}/quarantine.tsv",
+        classes="results/data/{dataset}/classes.json",
+        images="results/data/{dataset}/images.npy",
+        classmaps="results/data/{dataset}/classmaps.npy",
+    wildcard_constraints:
+        dataset=own_of_kind("coco"),
+    params:
+        settings=lambda wildcards: DATASET_CONFIG[wildcards.dataset],
+    threads: PREPARE_THREADS
+    conda:
+        CONDA_ENV
+    log:
+        "results/logs/prepare_{dataset}.log",
+    benchmark:
+        "results/benchmarks/prepare_{dataset}.tsv"
+    script:
+        "../scripts/prepare_coco.py"
 
 
 rule prepare_truth:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
+from .archives import path_inside
 from .coco import FolderReader, LmdbReader, image_reader
 from .fashionpedia import OFFICIAL
 from .fashionstyle14 import find_root, index_files
@@ -62,7 +63,36 @@ class _Fashionpedia:
             reader.close()
 
 
-READERS = {"fashionstyle14": _FashionStyle14, "modanet": _ModaNet, "fashionpedia": _Fashionpedia}
+class _ImageFolder:
+    """Own ImageFolder data: the manifest source is `<class>/<file>` under the root."""
+
+    def __init__(self, inputs: dict):
+        self.root = Path(inputs["root"])
+
+    def read(self, row) -> Path | None:
+        path = path_inside(self.root, row.source, "manifest source")
+        return path if path.is_file() else None
+
+    def close(self) -> None:
+        pass
+
+
+class _Coco:
+    """Own COCO data: the manifest source is the JSON's file_name in the image folder or zip."""
+
+    def __init__(self, inputs: dict):
+        self.reader = image_reader(str(inputs["images"]), "")
+
+    def read(self, row) -> bytes | None:
+        return self.reader.read(row.source)
+
+    def close(self) -> None:
+        self.reader.close()
+
+
+# Keyed by the dataset's reader: its name, or for own data and control sets `datasets.<name>.reader`.
+READERS = {"fashionstyle14": _FashionStyle14, "modanet": _ModaNet, "fashionpedia": _Fashionpedia,
+           "imagefolder": _ImageFolder, "coco": _Coco}
 
 
 class StorePhotos:

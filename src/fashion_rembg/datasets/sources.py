@@ -23,6 +23,7 @@ from ..errors import ConfigError, PipelineError
 from ..npy_io import atomic_file
 from .archives import safe_extract
 from .fetch import RawFile, download, verify
+from .own import own_names, plan_own
 
 log = logging.getLogger(__name__)
 
@@ -191,7 +192,8 @@ def plan(config: dict) -> dict[str, DatasetPlan]:
     configured = config.get("datasets", {})
     for name in sorted(used_datasets(config) - set(configured)):
         raise ConfigError(f"a task uses {name}, but datasets.{name} is not configured (see config/paper.yaml)")
-    return {name: PLANNERS[name](config) for name in DATASETS if name in configured}
+    plans = {name: PLANNERS[name](config) for name in DATASETS if name in configured}
+    return plans | {name: plan_own(config, name) for name in own_names(config)}
 
 
 def used_datasets(config: dict) -> set[str]:
@@ -239,6 +241,8 @@ def _raw_folders(dataset: str, dataset_plan: DatasetPlan) -> list[Path]:
         return [Path(dataset_plan.inputs["fashionstyle14"][0]).parent / "dataset"]
     if dataset == "fashionpedia":  # image folders given instead of the zips
         return [Path(dataset_plan.inputs[k]) for k in ("train_images", "val_images") if k in dataset_plan.inputs]
+    if dataset not in DATASETS:  # own data: the ImageFolder root, or a COCO image folder
+        return [Path(dataset_plan.inputs[k]) for k in ("root", "images") if k in dataset_plan.inputs]
     return []  # ModaNet: the LMDB file and the extracted images (a job's output) are inputs already
 
 
@@ -246,9 +250,10 @@ def track_raw_changes(config: dict, plans: dict[str, DatasetPlan], listings_dir:
     """Make a changed raw folder re-prepare its dataset: a listing of each folder (sizes, mtimes)
     becomes an input of prepare_<dataset>; it is rewritten, and so newer than the store, only when
     the listing differs. Demo data is skipped: a job writes it, so its outputs already say when."""
-    if (config.get("demo") or {}).get("enabled"):
-        return
+    demo = (config.get("demo") or {}).get("enabled")
     for dataset, dataset_plan in plans.items():
+        if demo and dataset not in own_names(config):
+            continue
         folders = [f for f in _raw_folders(dataset, dataset_plan) if f.is_dir()]
         if not folders:
             continue
