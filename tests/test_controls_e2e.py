@@ -15,8 +15,8 @@ def controls_config() -> dict:
     config = tiny_config()
     config["segmentation"]["enabled"] = False
     # Enough images and epochs that the shortcut's background is surely learnt, still seconds per run.
-    config["demo"].update(fs14_per_class=10, clutter=1.0, bg_label_correlation=0.0)
-    config["classification"]["grid"].update(width=8, epochs=8, batch_size=16)
+    config["demo"].update(fs14_per_class=16, clutter=1.0, bg_label_correlation=0.0)
+    config["classification"]["grid"].update(width=16, epochs=15, batch_size=16, lr=0.003)
     config["classification"]["seeds"] = [0]
     config["controls"] = {
         "enabled": True,
@@ -40,7 +40,7 @@ def workdir(tmp_path_factory):
 
 
 def test_controls_table_has_one_row_per_control_and_the_dose_response(workdir):
-    # At this size (10 images per style, one seed) the verdicts themselves are too noisy to assert;
+    # At this size (16 images per style, one seed) the verdicts themselves are too noisy to assert;
     # the default demo's controls (README) are sized to pass. Here: the table is there and well formed.
     table = read_controls(workdir / "results" / "tables" / "controls.csv")
     assert list(table.columns) == COLUMNS
