@@ -33,7 +33,7 @@ def test_control_sets_resolve_knobs_against_the_demo():
     assert set(sets) >= {"mechanism", "null", "shortcut"}
     assert sets["mechanism"]["dataset"] == "fashionstyle14"  # overrides no knob: the main demo data
     assert sets["mechanism"]["clutter"] == config["demo"]["clutter"]
-    assert sets["null"] == {"dataset": "control-null", "expected": "no_difference", "clutter": 0.0,
+    assert sets["null"] == {"dataset": "control-null", "expected": "no_difference", "compare": "oracle", "clutter": 0.0,
                             "bg_label_correlation": config["demo"]["bg_label_correlation"]}
     assert sets["shortcut"]["bg_label_correlation"] == 1.0
     assert sets["shortcut"]["clutter"] == config["demo"]["clutter"]
@@ -139,21 +139,26 @@ def test_control_table_finds_planted_effects(tmp_path):
 
     specs = {
         "mechanism": {"dataset": "fashionstyle14", "expected": "rembg_better", "clutter": 1.0, "bg_label_correlation": 0.0},
-        "null": {"dataset": "control-null", "expected": "no_difference", "clutter": 0.0, "bg_label_correlation": 0.0},
+        "null": {"dataset": "control-null", "expected": "no_difference", "clutter": 0.0, "bg_label_correlation": 0.0,
+                 "compare": "oracle"},
         "moderate": {"dataset": "control-moderate", "expected": "dose", "clutter": 0.5, "bg_label_correlation": 0.0},
         "shortcut": {"dataset": "control-shortcut", "expected": "original_better", "clutter": 1.0,
                      "bg_label_correlation": 1.0},
     }  # fmt: skip
     def null_runs():
-        """Both conditions right on the same images, but 15 images each way swapped: Δ = 0 exactly."""
-        out = {"original": [], "rembg": []}
+        """Oracle right on the same images as original but 15 swapped each way (Δ = 0 exactly);
+        rembg's imperfect masks cost 25 images (a real effect the verdict must not be judged on)."""
+        out = {"original": [], "oracle": [], "rembg": []}
         for s in range(2):
             a = rng.random(n) < 0.6
             b = a.copy()
             b[np.flatnonzero(a)[:15]] = False
             b[np.flatnonzero(~a)[:15]] = True
+            c = a.copy()
+            c[np.flatnonzero(a)[:25]] = False
             out["original"].append(_predictions(tmp_path / f"n-o{s}.npz", a, labels))
-            out["rembg"].append(_predictions(tmp_path / f"n-r{s}.npz", b, labels))
+            out["oracle"].append(_predictions(tmp_path / f"n-t{s}.npz", b, labels))
+            out["rembg"].append(_predictions(tmp_path / f"n-r{s}.npz", c, labels))
         return out
 
     files = {"mechanism": runs("m", 0.4, 0.7), "null": null_runs(), "moderate": runs("d", 0.5, 0.62),
@@ -163,7 +168,8 @@ def test_control_table_finds_planted_effects(tmp_path):
     by = table.set_index("control")
     assert by.loc["mechanism", "verdict"] == "pass" and by.loc["mechanism", "delta"] > 0.2
     assert by.loc["shortcut", "verdict"] == "pass" and by.loc["shortcut", "delta"] < -0.3
-    assert by.loc["null", "delta"] == 0 and by.loc["null", "verdict"] == "pass"
+    assert by.loc["null", "delta"] == 0 and by.loc["null", "verdict"] == "pass" and by.loc["null", "compared"] == "oracle"
+    assert by.loc["null", "rembg_delta"] < -0.05 and "masks' errors cost" in by.loc["null", "detail"]
     assert by.loc["dose_response", "verdict"] == "pass" and by.loc["dose_response", "delta"] > 0
     assert by.loc["mechanism", "n_seeds"] == 2 and by.loc["mechanism", "n_images"] == n
     # Written and read back as is: a control called "null" stays a name, not a missing value.

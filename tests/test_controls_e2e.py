@@ -23,7 +23,7 @@ def controls_config() -> dict:
         "seeds": [0],
         "sets": {
             "mechanism": {"expected": "rembg_better"},
-            "null": {"expected": "no_difference", "clutter": 0.0},
+            "null": {"expected": "no_difference", "clutter": 0.0, "compare": "oracle"},
             "moderate": {"expected": "dose", "clutter": 0.5},
             "shortcut": {"expected": "original_better", "bg_label_correlation": 1.0},
         },

@@ -391,7 +391,7 @@ def _expand_task(config: dict, task: str) -> list[tuple[dict[str, Any], list[int
     for where, combo, combo_seeds, dataset in sources:
         exp = {"task": task, "dataset": dataset, **_normalise(combo, task, where, config)}
         if exp["variant"] == "oracle":
-            truth = (config.get("datasets") or {}).get(dataset, {}).get("truth")
+            truth = dataset_entry(config, dataset).get("truth")
             if not truth:
                 raise ConfigError(
                     f"{where}: variant oracle needs true foreground masks (datasets.{dataset}.truth), "
@@ -408,6 +408,16 @@ def _expand_task(config: dict, task: str) -> list[tuple[dict[str, Any], list[int
     if not merged and (section.get("grid") is not None or section.get("include")):
         raise ConfigError(f"{task}: the grid, exclude and include rows leave no experiment; set enabled: false instead")
     return list(merged.values())
+
+
+def dataset_entry(config: dict, name: str) -> dict:
+    """``datasets.<name>``, or the entry of a generated control set (fashion_rembg.controls)."""
+    from . import controls
+
+    entry = (config.get("datasets") or {}).get(name)
+    if entry is None and name.startswith(controls.PREFIX):
+        entry = controls.control_datasets(config).get(name)
+    return entry or {}
 
 
 def _control_sources(config: dict, grid: dict, seeds: list[int]) -> list[tuple[str, dict, list[int], str]]:
@@ -474,7 +484,7 @@ def evaluation_conditions(config: dict, exp: dict[str, Any]) -> list[dict[str, A
     own = condition(exp["variant"], exp["sod"], exp["fill"])
     out = [own]
     saliency = config["saliency"]
-    truth = (config.get("datasets") or {}).get(exp["dataset"], {}).get("truth")
+    truth = dataset_entry(config, exp["dataset"]).get("truth")
     for name in (config.get(exp["task"]) or {}).get("test_on", ["original", "rembg"]):
         if name == "original":
             cond = condition("original")

@@ -74,6 +74,8 @@ def controls_to_table(controls: dict, predictions, csv_path, md_path, *, margin:
     """The controls table from the control runs' predictions (named ``<control>__<variant>``)."""
     from .reporting.controls import control_table, write_controls
 
-    files = {name: {v: [str(p) for p in predictions[f"{name}__{v}"]] for v in ("original", "rembg")}
-             for name in controls}  # fmt: skip
+    from .controls import variants
+
+    files = {name: {v: [str(p) for p in predictions[f"{name}__{v}"]] for v in variants(spec)}
+             for name, spec in controls.items()}  # fmt: skip
     write_controls(control_table(controls, files, margin=margin), csv_path, md_path)

@@ -19,6 +19,7 @@ from fashion_rembg.config import (
 )
 from fashion_rembg.controls import PREFIX as CONTROL_PREFIX
 from fashion_rembg.controls import control_datasets, control_plans
+from fashion_rembg.controls import variants as control_variants
 from fashion_rembg.controls import generator_settings as control_generator_settings
 from fashion_rembg.datasets.own import own_datasets
 from fashion_rembg.errors import PipelineError
@@ -198,7 +199,7 @@ def control_predictions():
             f"results/runs/classification/{spec[variant]}/seed-{seed}/predictions.npz" for seed in spec["seeds"]
         ]
         for name, spec in CONTROL_RUNS.items()
-        for variant in ("original", "rembg")
+        for variant in control_variants(spec)
     }
 
 

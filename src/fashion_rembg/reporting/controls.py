@@ -22,10 +22,10 @@ from .stats import paired_delta
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ["control", "expected", "delta", "ci_low", "ci_high", "p_value", "verdict",
-           "dataset", "clutter", "bg_label_correlation", "original_top1", "rembg_top1", "n_images", "n_seeds",
-           "detail"]  # fmt: skip
-TEXT_COLUMNS = ("control", "expected", "verdict", "dataset", "detail")
+COLUMNS = ["control", "expected", "delta", "ci_low", "ci_high", "p_value", "verdict", "compared",
+           "dataset", "clutter", "bg_label_correlation", "original_top1", "compared_top1",
+           "rembg_delta", "rembg_ci_low", "rembg_ci_high", "n_images", "n_seeds", "detail"]  # fmt: skip
+TEXT_COLUMNS = ("control", "expected", "verdict", "compared", "dataset", "detail")
 LEVEL = 0.95
 ALPHA = 0.05
 
@@ -79,12 +79,14 @@ def compare(original: Sequence[Path | str], rembg: Sequence[Path | str], *, n_bo
     return result, float(np.mean([s.mean() for s in a])), float(np.mean([s.mean() for s in b]))
 
 
-def dose_response(rows: pd.DataFrame) -> dict:
-    """Weighted least-squares slope of Δ on clutter, with a normal-approximation CI and p-value."""
+def dose_response(rows: pd.DataFrame, prefix: str = "") -> dict:
+    """Weighted least-squares slope of Δ (columns ``<prefix>delta``, ``<prefix>ci_low/high``) on
+    clutter, with a normal-approximation CI and p-value."""
     z = sps.norm.ppf(0.5 + LEVEL / 2)
     x = rows["clutter"].to_numpy(float)
-    y = rows["delta"].to_numpy(float)
-    se = np.maximum((rows["ci_high"].to_numpy(float) - rows["ci_low"].to_numpy(float)) / (2 * z), 1e-6)
+    y = rows[f"{prefix}delta"].to_numpy(float)
+    spread = rows[f"{prefix}ci_high"].to_numpy(float) - rows[f"{prefix}ci_low"].to_numpy(float)
+    se = np.maximum(spread / (2 * z), 1e-6)
     w = 1.0 / se**2
     xm = np.sum(w * x) / np.sum(w)
     sxx = np.sum(w * (x - xm) ** 2)
@@ -103,29 +105,38 @@ def control_table(controls: dict[str, dict], predictions: dict[str, dict[str, li
     """
     rows = []
     for name, spec in controls.items():
-        result, top_a, top_b = compare(predictions[name]["original"], predictions[name]["rembg"],
+        compared = spec.get("compare", "rembg")
+        with_rembg, top_a, top_b = compare(predictions[name]["original"], predictions[name]["rembg"],
+                                           n_boot=n_boot, seed=seed)
+        result = with_rembg
+        details = []
+        if compared != "rembg":
+            result, _, top_b = compare(predictions[name]["original"], predictions[name][compared],
                                        n_boot=n_boot, seed=seed)
-        detail = ""
+            details.append(f"with rembg masks Δ {with_rembg.delta:+.3f} [{with_rembg.ci_low:+.3f}, "
+                           f"{with_rembg.ci_high:+.3f}]: what the masks' errors cost")
         if spec["expected"] == "no_difference":
             inside = -margin <= result.ci_low and result.ci_high <= margin
-            detail = f"CI {'within' if inside else 'not within'} ±{margin:g} (equivalence margin)"
+            details.append(f"CI {'within' if inside else 'not within'} ±{margin:g} (equivalence margin)")
         rows.append({
             "control": name, "expected": spec["expected"], "delta": result.delta, "ci_low": result.ci_low,
             "ci_high": result.ci_high, "p_value": result.p_value,
             "verdict": verdict(spec["expected"], result.delta, result.ci_low, result.ci_high, result.p_value),
-            "dataset": spec["dataset"], "clutter": spec["clutter"],
-            "bg_label_correlation": spec["bg_label_correlation"], "original_top1": top_a, "rembg_top1": top_b,
-            "n_images": result.n_images, "n_seeds": result.n_seeds, "detail": detail,
+            "compared": compared, "dataset": spec["dataset"], "clutter": spec["clutter"],
+            "bg_label_correlation": spec["bg_label_correlation"], "original_top1": top_a, "compared_top1": top_b,
+            "rembg_delta": with_rembg.delta, "rembg_ci_low": with_rembg.ci_low, "rembg_ci_high": with_rembg.ci_high,
+            "n_images": result.n_images, "n_seeds": result.n_seeds, "detail": "; ".join(details),
         })  # fmt: skip
     table = pd.DataFrame(rows, columns=COLUMNS)
     levels = table[table["bg_label_correlation"] == 0.0].sort_values("clutter")
     if levels["clutter"].nunique() >= 3:
-        slope = dose_response(levels)
+        slope = dose_response(levels, prefix="rembg_")
         ok = slope["ci_low"] > 0 and slope["p_value"] < ALPHA
         table.loc[len(table)] = {
             "control": "dose_response", "expected": "delta_rises_with_clutter", **slope,
-            "verdict": "pass" if ok else "fail", "dataset": ", ".join(levels["dataset"]),
-            "clutter": np.nan, "bg_label_correlation": 0.0, "original_top1": np.nan, "rembg_top1": np.nan,
+            "verdict": "pass" if ok else "fail", "compared": "rembg", "dataset": ", ".join(levels["dataset"]),
+            "clutter": np.nan, "bg_label_correlation": 0.0, "original_top1": np.nan, "compared_top1": np.nan,
+            "rembg_delta": np.nan, "rembg_ci_low": np.nan, "rembg_ci_high": np.nan,
             "n_images": int(levels["n_images"].sum()), "n_seeds": int(levels["n_seeds"].min()),
             "detail": "slope of Δ top-1 per unit clutter (weighted least squares over "
                       f"{levels['clutter'].nunique()} levels)",
@@ -137,20 +148,20 @@ def controls_markdown(table: pd.DataFrame) -> str:
     lines = [
         "# Known-answer controls",
         "",
-        "Δ = top-1 on rembg images − top-1 on original images, shallow CNN from scratch; 95 % CI from a paired "
+        "Δ = top-1 on the compared images (rembg, or oracle = the true masks) − top-1 on original images, shallow "
+        "CNN from scratch; 95 % CI from a paired "
         "bootstrap over test images (stratified by class, seed pairing kept); p from the paired test of "
         "`fashion_rembg.reporting.stats.paired_delta`. The dose-response row is the slope of Δ per unit clutter.",
         "",
-        "| control | expected | Δ [95 % CI] | p | verdict | original → rembg top-1 | data |",
-        "|---|---|---|---:|---|---|---|",
+        "| control | expected | compared | Δ [95 % CI] | p | verdict | top-1 original → compared | data | notes |",
+        "|---|---|---|---|---:|---|---|---|---|",
     ]
     for r in table.itertuples():
         verdict_cell = f"**{r.verdict.upper()}**" if r.verdict == "fail" else r.verdict
-        tops = "" if np.isnan(r.original_top1) else f"{r.original_top1:.3f} → {r.rembg_top1:.3f}"
-        knobs = (f"clutter {r.clutter:g}, correlation {r.bg_label_correlation:g}" if not np.isnan(r.clutter)
-                 else r.detail)  # fmt: skip
-        lines.append(f"| {r.control} | {r.expected} | {r.delta:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}] | "
-                     f"{r.p_value:.3g} | {verdict_cell} | {tops} | {knobs} |")
+        tops = "" if np.isnan(r.original_top1) else f"{r.original_top1:.3f} → {r.compared_top1:.3f}"
+        knobs = "" if np.isnan(r.clutter) else f"clutter {r.clutter:g}, correlation {r.bg_label_correlation:g}"
+        lines.append(f"| {r.control} | {r.expected} | {r.compared} | {r.delta:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}] "
+                     f"| {r.p_value:.3g} | {verdict_cell} | {tops} | {knobs} | {r.detail} |")
     failed = table[table["verdict"] == "fail"]["control"].tolist()
     lines += ["", f"**FAILED CONTROLS: {', '.join(failed)}** — the apparatus did not find the known answer; "
               "do not trust the study's Δs on this setup." if failed else "Every control passed."]

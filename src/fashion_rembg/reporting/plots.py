@@ -645,13 +645,14 @@ def figure_dose_response(controls_csv: Path | str, out_png: Path | str) -> Path:
             part = sets[sets["bg_label_correlation"] == 0.0] if corr == 0.0 else sets[sets["bg_label_correlation"] != 0.0]
             if part.empty:
                 continue
-            part = part.sort_values("clutter")
-            err = np.vstack([part["delta"] - part["ci_low"], part["ci_high"] - part["delta"]])
-            ax.errorbar(part["clutter"], part["delta"], yerr=err, fmt=marker + ("-" if corr == 0.0 else ""),
+            part = part.sort_values("clutter")  # rembg − original at every level (the null's verdict may use oracle)
+            err = np.vstack([part["rembg_delta"] - part["rembg_ci_low"], part["rembg_ci_high"] - part["rembg_delta"]])
+            err = np.clip(err, 0.0, None)  # a percentile CI may end a hair inside its own point estimate
+            ax.errorbar(part["clutter"], part["rembg_delta"], yerr=err, fmt=marker + ("-" if corr == 0.0 else ""),
                         color=colour, capsize=3, label="background carries no label" if corr == 0.0
                         else "background correlated with the label")  # fmt: skip
             for r in part.itertuples():
-                ax.annotate(f"{r.control} ({r.verdict})", (r.clutter, r.delta), textcoords="offset points",
+                ax.annotate(f"{r.control} ({r.verdict})", (r.clutter, r.rembg_delta), textcoords="offset points",
                             xytext=(5, 4), fontsize=7)
         ax.set_xlabel("background clutter (generator knob)")
         ax.set_ylabel("Δ top-1, rembg − original (95 % CI)")
