@@ -53,12 +53,13 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):  # noqa: N802 (http.server API)
         start = int(self.headers.get("Range", "bytes=0-")[6:].rstrip("-") or 0)
+        # Recorded before answering: the client may finish (and the test look) before this thread resumes.
+        self.server.requests.append(start)
         body = PAYLOAD[start:]
         self.send_response(206 if start else 200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
-        self.server.requests.append(start)
 
     def log_message(self, *args):
         pass
