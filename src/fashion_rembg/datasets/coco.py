@@ -319,6 +319,22 @@ class LmdbReader:
 MAX_IMAGE_BYTES = 256 << 20
 
 
+
+def segmentation_job(read: Callable[[], bytes | Path | None], missing: str, item: dict, row_id: str, class_of,
+                     store_size: tuple[int, int], fit: str) -> tuple[dict | None, dict | str]:
+    """One prepare job of a COCO-style store: ``(rows, manifest row)``, or ``(None, reason)`` to quarantine.
+    ``read`` fetches the image bytes (None: absent, reported as ``missing``)."""
+    try:
+        payload = read()
+        if payload is None:
+            return None, missing
+        rows, note = segmentation_rows(payload, item["width"], item["height"], item["annotations"], class_of,
+                                       store_size, fit)
+    except DataError as err:
+        return None, str(err)
+    return rows, {"id": row_id, "source": item["source"], "split": item["split"], "label": "", "label_idx": -1,
+                  "note": note}
+
 def _check_image_size(size: int, name: str) -> None:
     if size > MAX_IMAGE_BYTES:
         raise DataError(f"{name} is {size:,} bytes, more than the {MAX_IMAGE_BYTES:,} bytes allowed for one image; "

@@ -12,7 +12,7 @@ import functools
 from pathlib import Path
 
 from ..errors import DataError
-from .coco import ClassMapping, checked_images, compact_annotations, image_reader, load_coco, segmentation_rows, \
+from .coco import ClassMapping, checked_images, compact_annotations, image_reader, load_coco, segmentation_job, \
     split_ids, write_segmentation_store
 
 MAX_CLASSES = 255  # class maps are uint8 with 0 = background
@@ -56,16 +56,8 @@ class _Context:
 
 
 def _work(ctx: _Context, item: dict):
-    try:
-        payload = ctx.reader.read(item["source"])
-        if payload is None:
-            return None, f"{item['source']} not found in {ctx.reader.path}"
-        rows, note = segmentation_rows(payload, item["width"], item["height"], item["annotations"], ctx.class_of,
-                                       ctx.store_size, ctx.fit)
-    except DataError as err:
-        return None, str(err)
-    return rows, {"id": item["id"], "source": item["source"], "split": item["split"], "label": "",
-                  "label_idx": -1, "note": note}
+    return segmentation_job(lambda: ctx.reader.read(item["source"]), f"{item['source']} not found in {ctx.reader.path}",
+                            item, item["id"], ctx.class_of, ctx.store_size, ctx.fit)
 
 
 def prepare_coco(name: str, annotations: Path, images: Path, out_dir: Path, store_size: tuple[int, int],

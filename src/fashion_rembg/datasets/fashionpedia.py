@@ -21,7 +21,7 @@ import logging
 from pathlib import Path
 
 from ..errors import DataError
-from .coco import ClassMapping, checked_images, compact_annotations, image_reader, load_coco, segmentation_rows, \
+from .coco import ClassMapping, checked_images, compact_annotations, image_reader, load_coco, segmentation_job, \
     split_ids, write_segmentation_store
 
 log = logging.getLogger(__name__)
@@ -83,16 +83,9 @@ class _Context:
 
 def _work(ctx: _Context, item: dict):
     reader = ctx.readers[item["official"]]
-    try:
-        payload = reader.read(item["file_name"])
-        if payload is None:
-            return None, f"{item['file_name']} not found in {reader.path} (folder {reader.folder}/)"
-        rows, note = segmentation_rows(payload, item["width"], item["height"], item["annotations"], ctx.class_of,
-                                       ctx.store_size, ctx.fit)
-    except DataError as err:
-        return None, str(err)
-    return rows, {"id": item["id"], "source": item["source"], "split": item["split"], "label": "",
-                  "label_idx": -1, "note": note}
+    return segmentation_job(lambda: reader.read(item["file_name"]),
+                            f"{item['file_name']} not found in {reader.path} (folder {reader.folder}/)",
+                            item, item["id"], ctx.class_of, ctx.store_size, ctx.fit)
 
 
 def prepare_fashionpedia(paths: dict[str, str], out_dir: Path, store_size: tuple[int, int], classes: str = "garments",

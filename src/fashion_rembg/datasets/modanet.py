@@ -18,7 +18,7 @@ from pathlib import Path
 from ..errors import DataError
 from .archives import find_dir, path_inside
 from .coco import ClassMapping, FolderReader, LmdbReader, checked_images, compact_annotations, load_coco, \
-    rasterise, segmentation_rows, split_ids, write_segmentation_store
+    rasterise, segmentation_job, split_ids, write_segmentation_store
 
 log = logging.getLogger(__name__)
 
@@ -118,16 +118,9 @@ class _Context:
 
 def _work(ctx: _Context, item: dict):
     image_id = item["image_id"]
-    try:
-        payload = ctx.reader.read(image_id if ctx.lmdb else item["source"])
-        if payload is None:
-            return None, f"id {image_id} missing from {item['missing_from']}"
-        rows, note = segmentation_rows(payload, item["width"], item["height"], item["annotations"], CLASS_OF,
-                                       ctx.store_size, ctx.fit)
-    except DataError as err:
-        return None, str(err)
-    return rows, {"id": str(image_id), "source": item["source"], "split": item["split"], "label": "",
-                  "label_idx": -1, "note": note}
+    return segmentation_job(lambda: ctx.reader.read(image_id if ctx.lmdb else item["source"]),
+                            f"id {image_id} missing from {item['missing_from']}", item, str(image_id), CLASS_OF,
+                            ctx.store_size, ctx.fit)
 
 
 def image_source(images: Path) -> tuple[Path, str]:
