@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fashion_rembg.datasets.demo import generate_demo
+from fashion_rembg.demo import generate_demo
 from fashion_rembg.datasets.fashionstyle14 import prepare_fashionstyle14
 from fashion_rembg.datasets.modanet import prepare_modanet
 from fashion_rembg.datasets.photos import StorePhotos, photo_decode_size

@@ -13,7 +13,7 @@ from snakemake.utils import validate
 
 from fashion_rembg import controls
 from fashion_rembg.config import control_runs, expand_task, experiment_table
-from fashion_rembg.datasets.demo import FS14_STYLES, generate_demo
+from fashion_rembg.demo import FS14_STYLES, generate_demo
 from fashion_rembg.errors import ConfigError
 from fashion_rembg.reporting.controls import COLUMNS, control_table, dose_response, read_controls, verdict, write_controls
 
@@ -186,9 +186,9 @@ def _main_garment_hue_accuracy(root: Path) -> float:
     """Nearest-signature-colour classification of each image's median foreground colour."""
     from PIL import Image
 
-    from fashion_rembg.datasets.demo import _SIGNATURE
+    from fashion_rembg.demo.styles import SIGNATURE
 
-    sig = np.array([_SIGNATURE[s] for s in FS14_STYLES], np.float32)
+    sig = np.array([SIGNATURE[s] for s in FS14_STYLES], np.float32)
     hits = total = 0
     for k, style in enumerate(FS14_STYLES):
         for img_path in sorted((root / "FashionStyle14_v1" / "dataset" / style).glob("*.jpg")):

@@ -1,4 +1,4 @@
-"""Tests for the synthetic FashionStyle14 / ModaNet demo generator (fashion_rembg.datasets.demo)."""
+"""Tests for the synthetic FashionStyle14 / ModaNet demo generator (fashion_rembg.demo)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter
 
-from fashion_rembg.datasets.demo import FS14_STYLES, MODANET_CATEGORIES, generate_demo
+from fashion_rembg.demo import FS14_STYLES, MODANET_CATEGORIES, generate_demo
 
 STYLES = ("conservative", "dressy", "ethnic", "fairy", "feminine", "gal", "girlish",
           "kireime-casual", "lolita", "mode", "natural", "retro", "rock", "street")

@@ -14,7 +14,7 @@ DEMO_SUBDIRS = ("FashionStyle14_v1", "modanet", "truth", "sod_train")
 
 
 def regenerate_demo(out_dir, **settings) -> dict:
-    from .datasets.demo import generate_demo
+    from .demo import generate_demo
 
     out_dir = Path(out_dir)
     for sub in DEMO_SUBDIRS:
