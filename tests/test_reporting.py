@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from fashion_rembg.reporting import aggregate as agg
+from fashion_rembg.reporting import loading, tables
 from fashion_rembg.reporting import plots
 
 # Known numbers: top1 per (arch, variant) and seed 0, 1.
@@ -80,7 +81,7 @@ def _quality(tmp_path: Path) -> pd.DataFrame:
     q.write_text(json.dumps({"n": 10, "mean_iou": 0.8123, "mean_mae": 0.05, "mean_fbeta": 0.9,
                              "baseline_iou_all_foreground": 0.41, "baseline_iou_center_prior": 0.55,
                              "per_image": [0.1, 0.2]}))
-    return agg.load_quality([q], [("demo", "u2net")])
+    return loading.load_quality([q], [("demo", "u2net")])
 
 
 def _row(summary: pd.DataFrame, **where) -> pd.Series:
@@ -95,7 +96,7 @@ def _row(summary: pd.DataFrame, **where) -> pd.Series:
 
 
 def test_load_runs_columns_and_order(run_files):
-    runs = agg.load_runs(run_files)
+    runs = loading.load_runs(run_files)
     assert len(runs) == 12
     for col in ("id", "task", "dataset", "arch", "variant", "sod", "fill", "lr", "image_size",
                 "seed", "top1", "top5", "macro_f1", "miou", "pixel_accuracy"):
@@ -106,7 +107,7 @@ def test_load_runs_columns_and_order(run_files):
     assert runs.loc[(runs["id"] == "fs14-vgg16-rembg") & (runs["seed"] == 1), "top1"].item() == 0.69
     assert runs.loc[runs["variant"] == "original", "sod"].isna().all()
     # File order does not matter.
-    pd.testing.assert_frame_equal(runs, agg.load_runs(list(reversed(run_files))))
+    pd.testing.assert_frame_equal(runs, loading.load_runs(list(reversed(run_files))))
 
 
 def test_malformed_json_names_file(run_files, tmp_path):
@@ -114,38 +115,38 @@ def test_malformed_json_names_file(run_files, tmp_path):
     bad.parent.mkdir()
     bad.write_text('{"experiment": {"id": "x"')
     with pytest.raises(ValueError, match=r"broken.*metrics\.json.*malformed"):
-        agg.load_runs(run_files + [bad])
+        loading.load_runs(run_files + [bad])
 
 
 def test_missing_keys_name_file_and_key(tmp_path):
     f = tmp_path / "nometrics.json"
     f.write_text(json.dumps({"experiment": _cls_exp("resnet50", "original"), "seed": 0}))
     with pytest.raises(ValueError, match=r"nometrics\.json.*'metrics'"):
-        agg.load_runs([f])
+        loading.load_runs([f])
     exp = _cls_exp("resnet50", "original")
     del exp["arch"]
     g = tmp_path / "noarch.json"
     g.write_text(json.dumps({"experiment": exp, "seed": 0, "metrics": {"top1": 0.5}}))
     with pytest.raises(ValueError, match=r"noarch\.json.*'arch'"):
-        agg.load_runs([g])
+        loading.load_runs([g])
     h = tmp_path / "noprimary.json"
     h.write_text(json.dumps({"experiment": _seg_exp("rembg"), "seed": 0, "metrics": {"pixel_accuracy": 0.5}}))
     with pytest.raises(ValueError, match=r"noprimary\.json.*miou"):
-        agg.load_runs([h])
+        loading.load_runs([h])
 
 
 def test_duplicate_run_rejected(run_files, tmp_path):
     dup = tmp_path / "copy.json"
     dup.write_text(run_files[0].read_text())
     with pytest.raises(ValueError, match="duplicate run.*copy.json"):
-        agg.load_runs(run_files + [dup])
+        loading.load_runs(run_files + [dup])
 
 
 # -------------------------------------------------------------------------- summarising
 
 
 def test_summarize_means_stds_and_paired_delta(run_files):
-    summary = agg.summarize(agg.load_runs(run_files))
+    summary = agg.summarize(loading.load_runs(run_files))
     assert len(summary) == 6
     # Stable order: classification first, configs by arch, original before rembg.
     assert list(summary["task"]) == ["classification"] * 4 + ["segmentation"] * 2
@@ -184,7 +185,7 @@ def test_summarize_means_stds_and_paired_delta(run_files):
 def test_unpaired_delta_when_seeds_differ(run_files, tmp_path):
     extra = _write_run(tmp_path / "runs", _cls_exp("resnet50", "rembg"), 2,
                        {"top1": 0.70, "top5": 0.9, "macro_f1": 0.6})
-    summary = agg.summarize(agg.load_runs(run_files + [extra]))
+    summary = agg.summarize(loading.load_runs(run_files + [extra]))
     r = _row(summary, arch="resnet50", variant="rembg")
     rem, orig = [0.65, 0.66, 0.70], TOP1[("resnet50", "original")]
     assert r["n_seeds"] == 3 and r["seeds"] == "0;1;2"
@@ -199,7 +200,7 @@ def test_rembg_conditions_compared_with_same_configuration_only(run_files, tmp_p
     other = _cls_exp("resnet50", "original") | {"id": "fs14-resnet50-lr01", "lr": 0.01}
     extra = [_write_run(tmp_path / "r", exp, s, {"top1": v}) for s, v in enumerate([0.5, 0.52])]
     extra.append(_write_run(tmp_path / "r", other, 0, {"top1": 0.1}))
-    summary = agg.summarize(agg.load_runs(run_files + extra))
+    summary = agg.summarize(loading.load_runs(run_files + extra))
     isnet = _row(summary, sod="isnet")
     assert isnet["condition"] == "rembg (isnet, black)"
     assert isnet["delta"] == pytest.approx(0.51 - 0.62, abs=1e-12)
@@ -211,10 +212,10 @@ def test_rembg_conditions_compared_with_same_configuration_only(run_files, tmp_p
 
 
 def test_write_tables_markdown_and_csv(run_files, tmp_path):
-    summary = agg.summarize(agg.load_runs(run_files))
+    summary = agg.summarize(loading.load_runs(run_files))
     quality = _quality(tmp_path)
     csv, md = tmp_path / "out" / "summary.csv", tmp_path / "out" / "summary.md"
-    agg.write_tables(summary, quality, csv, md)
+    tables.write_tables(summary, quality, csv, md)
     text = md.read_text()
     assert "## Classification" in text and "## Segmentation" in text
     assert "0.620 ± 0.028" in text  # resnet50 original: mean(0.60, 0.64), stdev 0.0283
@@ -231,42 +232,42 @@ def test_write_tables_markdown_and_csv(run_files, tmp_path):
 
     # Same inputs (in another order) → same bytes; no quality → no quality section.
     csv2, md2 = tmp_path / "b.csv", tmp_path / "b.md"
-    agg.write_tables(agg.summarize(agg.load_runs(list(reversed(run_files)))), quality, csv2, md2)
+    tables.write_tables(agg.summarize(loading.load_runs(list(reversed(run_files)))), quality, csv2, md2)
     assert csv.read_bytes() == csv2.read_bytes() and md.read_bytes() == md2.read_bytes()
-    agg.write_tables(summary, None, csv2, md2)
+    tables.write_tables(summary, None, csv2, md2)
     assert "Saliency" not in md2.read_text()
 
 
 def test_fmt_mean_std():
-    assert agg.fmt_mean_std(0.6134, 0.0214) == "0.613 ± 0.021"
-    assert agg.fmt_mean_std(0.034, 0.01, signed=True) == "+0.034 ± 0.010"
-    assert agg.fmt_mean_std(-0.0001, 0.01, signed=True) == "+0.000 ± 0.010"
-    assert agg.fmt_mean_std(0.5, math.nan) == "0.500"
-    assert agg.fmt_mean_std(math.nan, math.nan) == "–"
+    assert tables.fmt_mean_std(0.6134, 0.0214) == "0.613 ± 0.021"
+    assert tables.fmt_mean_std(0.034, 0.01, signed=True) == "+0.034 ± 0.010"
+    assert tables.fmt_mean_std(-0.0001, 0.01, signed=True) == "+0.000 ± 0.010"
+    assert tables.fmt_mean_std(0.5, math.nan) == "0.500"
+    assert tables.fmt_mean_std(math.nan, math.nan) == "–"
 
 
 def test_load_quality_errors(tmp_path):
     good = tmp_path / "q.json"
     good.write_text(json.dumps({"n": 3, "mean_iou": 0.5, "mean_mae": 0.1, "mean_fbeta": 0.6}))
-    q = agg.load_quality([good], [("demo", "u2net")])
+    q = loading.load_quality([good], [("demo", "u2net")])
     assert math.isnan(q.loc[0, "baseline_iou_center_prior"])  # optional baselines → NaN
     bad = tmp_path / "q_bad.json"
     bad.write_text(json.dumps({"n": 3, "mean_iou": 0.5}))
     with pytest.raises(ValueError, match=r"q_bad\.json.*mean_mae"):
-        agg.load_quality([bad], [("demo", "u2net")])
+        loading.load_quality([bad], [("demo", "u2net")])
     with pytest.raises(ValueError, match="2 .*keys"):
-        agg.load_quality([good], [("a", "b"), ("c", "d")])
+        loading.load_quality([good], [("a", "b"), ("c", "d")])
 
 
 def test_single_seed_does_not_crash(tmp_path):
     files = [_write_run(tmp_path, _cls_exp("resnet50", v), 0, {"top1": t})
              for v, t in (("original", 0.6), ("rembg", 0.65))]
-    summary = agg.summarize(agg.load_runs(files))
+    summary = agg.summarize(loading.load_runs(files))
     assert summary["top1_std"].isna().all()
     r = _row(summary, variant="rembg")
     assert r["delta"] == pytest.approx(0.05, abs=1e-12) and math.isnan(r["delta_std"])
     md = tmp_path / "t.md"
-    agg.write_tables(summary, None, tmp_path / "t.csv", md)
+    tables.write_tables(summary, None, tmp_path / "t.csv", md)
     text = md.read_text()
     assert "| 0.600 |" in text and "| +0.050 |" in text and "±" not in text.split("## Classification")[1]
     plots.plot_variant_bars(summary, tmp_path / "bars.png")
@@ -289,7 +290,7 @@ def _png(path: Path) -> Image.Image:
 
 
 def test_variant_bars_size_and_determinism(run_files, tmp_path):
-    summary = agg.summarize(agg.load_runs(run_files))
+    summary = agg.summarize(loading.load_runs(run_files))
     out = plots.plot_variant_bars(summary, tmp_path / "a" / "bars.png")
     # Two tasks: classification (2 configs × 2 conditions → 4.0 in min) + segmentation (4.0 in).
     img = _png(out)
@@ -302,13 +303,13 @@ def test_variant_bars_size_and_determinism(run_files, tmp_path):
     # Single task and custom size/dpi; also works on the CSV read back.
     one = summary[summary["task"] == "segmentation"]
     assert _png(plots.plot_variant_bars(one, tmp_path / "c.png", dpi=50, figsize=(4, 3))).size == (200, 150)
-    agg.write_tables(summary, None, tmp_path / "s.csv", tmp_path / "s.md")
+    tables.write_tables(summary, None, tmp_path / "s.csv", tmp_path / "s.md")
     _png(plots.plot_variant_bars(pd.read_csv(tmp_path / "s.csv"), tmp_path / "d.png"))
 
 
 def test_learning_curve_data_mean_over_seeds(run_files, tmp_path):
     hist = {f"{f.parent.parent.name}/{f.parent.name}": f.parent / "history.csv" for f in run_files}
-    data = plots.learning_curve_data(hist)
+    data = agg.learning_curve_data(hist)
     assert data["experiment"].nunique() == 6
     r = data[(data["experiment"] == "classification/fs14-vgg16-rembg") & (data["epoch"] == 3)].iloc[0]
     assert r["n_seeds"] == 2 and r["condition"] == "rembg (u2net, white)" and r["config"] == "vgg16"
@@ -323,25 +324,17 @@ def test_learning_curve_data_mean_over_seeds(run_files, tmp_path):
     assert out.read_bytes() == (tmp_path / "curves2.png").read_bytes()
 
 
-def test_learning_curves_without_metrics_json(tmp_path):
-    hist = {}
-    for variant in ("original", "rembg"):
-        for seed in (0, 1):
-            d = tmp_path / f"{variant}{seed}"
-            d.mkdir()
-            (d / "history.csv").write_text(
-                f"epoch,train_loss,val_score\n1,1.0,{0.2 + seed / 10}\n2,0.5,{0.4 + seed / 10}\n")
-            hist[f"demo-{variant}/seed-{seed}"] = d / "history.csv"
-    data = plots.learning_curve_data(hist)
-    assert sorted(data["experiment"].unique()) == ["demo-original", "demo-rembg"]
-    assert set(data["variant"]) == {"original", "rembg"}
-    assert set(data["config"]) == {"demo"}  # variant word dropped: one configuration, two conditions
-    assert data["val_score_mean"].iloc[0] == pytest.approx(0.25)
-    _png(plots.plot_learning_curves(hist, tmp_path / "c.png"))
+def test_learning_curves_need_the_experiment_beside_each_history(tmp_path):
+    # The variant comes from metrics.json, never from words in a run label.
+    d = tmp_path / "demo-rembg" / "seed-0"
+    d.mkdir(parents=True)
+    (d / "history.csv").write_text("epoch,train_loss,val_score\n1,1.0,0.2\n2,0.5,0.4\n")
+    with pytest.raises(FileNotFoundError, match=r"history\.csv: no metrics\.json beside it"):
+        agg.learning_curve_data({"demo-rembg/seed-0": d / "history.csv"})
     broken = tmp_path / "broken.csv"
     broken.write_text("epoch,lr\n1,0.1\n")
     with pytest.raises(ValueError, match=r"broken\.csv.*train_loss"):
-        plots.learning_curve_data({"x/seed-0": broken})
+        agg.learning_curve_data({"x/seed-0": broken})
 
 
 def test_example_grid(tmp_path):
@@ -371,9 +364,9 @@ def test_example_grid(tmp_path):
 
 def test_markdown_from_csv_round_trip(run_files, tmp_path):
     # The Markdown can be rebuilt from the CSV alone (e.g. in a separate Snakemake rule).
-    summary = agg.summarize(agg.load_runs(run_files))
-    agg.write_tables(summary, None, tmp_path / "s.csv", tmp_path / "s.md")
-    again = agg.summary_markdown(pd.read_csv(tmp_path / "s.csv"))
+    summary = agg.summarize(loading.load_runs(run_files))
+    tables.write_tables(summary, None, tmp_path / "s.csv", tmp_path / "s.md")
+    again = tables.summary_markdown(pd.read_csv(tmp_path / "s.csv"))
     assert again == (tmp_path / "s.md").read_text()
 
 
@@ -409,7 +402,7 @@ def _cross_files(root: Path) -> list[Path]:
 
 def test_cross_condition_table_markdown_and_figure(tmp_path):
     files = _cross_files(tmp_path / "runs")
-    cross = agg.summarize_cross(agg.load_cross(list(reversed(files))))
+    cross = agg.summarize_cross(loading.load_cross(list(reversed(files))))
     cls = cross[cross["task"] == "classification"]
     assert len(cls) == 4 and set(cls["n_seeds"]) == {2}
     cell = cls[(cls["variant"] == "original") & (cls["test_variant"] == "rembg")].iloc[0]
@@ -420,11 +413,11 @@ def test_cross_condition_table_markdown_and_figure(tmp_path):
     seg = cross[cross["task"] == "segmentation"]
     assert len(seg) == 1 and bool(seg["in_condition"].iloc[0]) and seg["miou_mean"].iloc[0] == pytest.approx(0.4)
 
-    md = agg.cross_markdown(cross)
+    md = tables.cross_markdown(cross)
     assert "## Train on X, test on Y" in md and "top-1 on rembg (u2net, white)" in md
     assert "0.620 ± 0.028 *" in md and "0.530 ± 0.042" in md  # own condition starred, cross not
 
-    agg.write_cross(cross, tmp_path / "cross.csv")
+    tables.write_cross(cross, tmp_path / "cross.csv")
     again = pd.read_csv(tmp_path / "cross.csv")
     assert list(again.columns) == list(cross.columns) and len(again) == len(cross)
     out = plots.plot_cross_condition(again, tmp_path / "cross.png")
@@ -436,9 +429,9 @@ def test_cross_condition_table_markdown_and_figure(tmp_path):
 
 def test_cross_condition_in_summary_markdown(tmp_path):
     files = _cross_files(tmp_path / "runs")
-    summary = agg.summarize(agg.load_runs(files))
-    cross = agg.summarize_cross(agg.load_cross(files))
-    agg.write_tables(summary, None, tmp_path / "s.csv", tmp_path / "s.md", cross)
+    summary = agg.summarize(loading.load_runs(files))
+    cross = agg.summarize_cross(loading.load_cross(files))
+    tables.write_tables(summary, None, tmp_path / "s.csv", tmp_path / "s.md", cross)
     text = (tmp_path / "s.md").read_text()
     assert text.index("## Classification") < text.index("## Train on X, test on Y")
 
@@ -449,7 +442,7 @@ def test_load_cross_rejects_malformed_entries(tmp_path):
     data["cross"] = [{"metrics": {"top1": 0.5}}]
     path.write_text(json.dumps(data))
     with pytest.raises(ValueError, match="'cross' entry needs 'variant'"):
-        agg.load_cross([path])
+        loading.load_cross([path])
 
 
 # ------------------------------------------------------------- statistics and run health
@@ -492,8 +485,8 @@ def _evidence_runs(root: Path, effect=0.3, collapse_rembg_seed=None) -> tuple[li
 
 def test_summary_gets_ci_p_values_holm_and_health_from_per_image_scores(tmp_path):
     files, correct = _evidence_runs(tmp_path / "runs")
-    evidence = agg.load_evidence(files)
-    summary = agg.summarize(agg.load_runs(files), evidence=evidence)
+    evidence = loading.load_evidence(files)
+    summary = agg.summarize(loading.load_runs(files), evidence=evidence)
     for col in ("dataset", "delta", "ci_low", "ci_high", "p_value", "p_holm", "health"):
         assert col in summary.columns
     r = _row(summary, variant="rembg")
@@ -508,7 +501,7 @@ def test_summary_gets_ci_p_values_holm_and_health_from_per_image_scores(tmp_path
     assert math.isnan(orig["ci_low"]) and math.isnan(orig["p_value"])
     # Deterministic and independent of file order.
     files.reverse()
-    again = agg.summarize(agg.load_runs(files), evidence=agg.load_evidence(files))
+    again = agg.summarize(loading.load_runs(files), evidence=loading.load_evidence(files))
     pd.testing.assert_frame_equal(summary, again)
 
 
@@ -523,7 +516,7 @@ def test_holm_runs_across_the_comparisons_of_a_table(tmp_path):
             f = _write_run(tmp_path / "runs", exp, seed, {"top1": float(c.mean())}, epochs=8)
             _write_predictions(f, c, variant)
             files.append(f)
-    summary = agg.summarize(agg.load_runs(files), evidence=agg.load_evidence(files))
+    summary = agg.summarize(loading.load_runs(files), evidence=loading.load_evidence(files))
     deltas = summary[summary["variant"] == "rembg"]
     np.testing.assert_allclose(deltas["p_holm"], stats_mod.holm(deltas["p_value"].to_numpy()))
     same = _row(summary, id="lr-rembg")
@@ -547,9 +540,9 @@ def test_collapsed_run_is_flagged_in_tables_report_and_log(tmp_path, caplog):
     assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex and "collapsed" in tex
     assert r"$p_{\mathrm{Holm}}$" in tex and "rembg (u2net, white)" in tex
     # The train-on-X/test-on-Y table marks the flagged models too.
-    cross = agg.summarize_cross(agg.load_cross(files), agg.load_evidence(files))
+    cross = agg.summarize_cross(loading.load_cross(files), loading.load_evidence(files))
     assert list(cross.sort_values("variant")["health"]) == ["ok", "collapsed"]
-    assert "rembg (u2net, white) ⚠ collapsed" in agg.cross_markdown(cross)
+    assert "rembg (u2net, white) ⚠ collapsed" in tables.cross_markdown(cross)
     # The same rows: one tabular line per summary row.
     assert tex.count(r"\\" + "\n") == 1 + 2
 
@@ -592,7 +585,7 @@ def test_standin_imagenet_weights_are_labelled(tmp_path):
     doc = json.loads(f.read_text())
     doc["pretrained"] = {"arch": "resnet50", "file": "resnet50-11ad3fa6.pth", "published": True}
     f.write_text(json.dumps(doc))
-    runs = agg.load_runs(files + [f])
+    runs = loading.load_runs(files + [f])
     assert sorted(runs["init"]) == ["imagenet", "imagenet (stand-in)", "imagenet (stand-in)"]
     summary = agg.summarize(runs)
     assert _row(summary, variant="rembg")["config_label"] == "resnet50 · imagenet (stand-in)"
@@ -611,7 +604,7 @@ def test_segmentation_delta_gets_a_ci_from_per_image_confusions(tmp_path):
             np.savez(f.parent / "predictions.npz", ids=np.array([f"m{i}" for i in range(20)]),
                      conditions=np.array([key]), **{f"confusion_{key}": c.astype(np.int32)})
             files.append(f)
-    summary = agg.summarize(agg.load_runs(files), evidence=agg.load_evidence(files), n_boot=300, n_perm=199)
+    summary = agg.summarize(loading.load_runs(files), evidence=loading.load_evidence(files), n_boot=300, n_perm=199)
     r = _row(summary, variant="rembg")
     assert r["ci_low"] <= r["delta"] <= r["ci_high"] and r["ci_low"] > 0 and r["p_value"] < 0.05
     assert r["health"] == "ok"
@@ -619,7 +612,7 @@ def test_segmentation_delta_gets_a_ci_from_per_image_confusions(tmp_path):
 
 def test_variant_bars_with_ci_panel(tmp_path):
     files, _ = _evidence_runs(tmp_path / "runs")
-    summary = agg.summarize(agg.load_runs(files), evidence=agg.load_evidence(files))
+    summary = agg.summarize(loading.load_runs(files), evidence=loading.load_evidence(files))
     img = _png(plots.plot_variant_bars(summary, tmp_path / "bars.png"))
     assert img.size == (round(4.0 * plots.DPI), round(6.0 * plots.DPI))  # bars + the Δ-with-CI row
     plots.plot_variant_bars(summary, tmp_path / "again.png")

@@ -25,9 +25,9 @@ def regenerate_demo(out_dir, **settings) -> dict:
 def aggregate_to_tables(metric_files, quality_files, csv_path, md_path, cross_csv=None, tex_path=None) -> None:
     """summary.csv/.md (+ .tex) with CIs, p-values and run health from the runs' metrics.json and
     the predictions.npz / history.csv beside them; flagged runs are logged as warnings."""
-    from .reporting.aggregate import (
-        load_cross, load_evidence, load_quality, load_runs, summarize, summarize_cross, write_cross, write_tables,
-    )
+    from .reporting.aggregate import summarize, summarize_cross
+    from .reporting.loading import load_cross, load_evidence, load_quality, load_runs
+    from .reporting.tables import write_cross, write_tables
 
     metric_paths = [Path(p) for p in metric_files]
     runs = load_runs(metric_paths)

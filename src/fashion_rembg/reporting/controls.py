@@ -28,6 +28,7 @@ COLUMNS = ["control", "expected", "delta", "ci_low", "ci_high", "p_value", "verd
 TEXT_COLUMNS = ("control", "expected", "verdict", "compared", "dataset", "detail")
 LEVEL = 0.95
 ALPHA = 0.05
+DOSE_RESPONSE = "dose_response"  # the slope row's name in the ``control`` column
 
 
 def read_controls(path: Path | str) -> pd.DataFrame:
@@ -35,6 +36,14 @@ def read_controls(path: Path | str) -> pd.DataFrame:
     numeric = [c for c in COLUMNS if c not in TEXT_COLUMNS]
     return pd.read_csv(path, keep_default_na=False, na_values={c: ["", "nan", "NaN"] for c in numeric},
                        dtype={c: str for c in TEXT_COLUMNS})
+
+
+def dose_response_points(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The control sets of a controls table, by clutter: those whose background carries no label (the
+    dose–response levels) and the others (e.g. the shortcut)."""
+    sets = table[table["control"] != DOSE_RESPONSE]
+    levels = sets[sets["bg_label_correlation"] == 0.0].sort_values("clutter")
+    return levels, sets[sets["bg_label_correlation"] != 0.0].sort_values("clutter")
 
 
 def per_image_correct(predictions_npz: Path | str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -128,12 +137,12 @@ def control_table(controls: dict[str, dict], predictions: dict[str, dict[str, li
             "n_images": result.n_images, "n_seeds": result.n_seeds, "detail": "; ".join(details),
         })  # fmt: skip
     table = pd.DataFrame(rows, columns=COLUMNS)
-    levels = table[table["bg_label_correlation"] == 0.0].sort_values("clutter")
+    levels, _ = dose_response_points(table)
     if levels["clutter"].nunique() >= 3:
         slope = dose_response(levels, prefix="rembg_")
         ok = slope["ci_low"] > 0 and slope["p_value"] < ALPHA
         table.loc[len(table)] = {
-            "control": "dose_response", "expected": "delta_rises_with_clutter", **slope,
+            "control": DOSE_RESPONSE, "expected": "delta_rises_with_clutter", **slope,
             "verdict": "pass" if ok else "fail", "compared": "rembg", "dataset": ", ".join(levels["dataset"]),
             "clutter": np.nan, "bg_label_correlation": 0.0, "original_top1": np.nan, "compared_top1": np.nan,
             "rembg_delta": np.nan, "rembg_ci_low": np.nan, "rembg_ci_high": np.nan,

@@ -9,7 +9,6 @@ cropping, so the pixel size is known in advance, and saved without the
 from __future__ import annotations
 
 import math
-import re
 import textwrap
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -26,7 +25,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from fashion_rembg.reporting import aggregate as agg
+from fashion_rembg.reporting.aggregate import learning_curve_data
+from fashion_rembg.reporting.labels import condition_key, is_present, task_rank, variant_rank
 
 DPI = 150
 GRID_DPI = 100
@@ -58,8 +58,6 @@ CONDITION_COLORS = ["#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E
 LINESTYLES = ["-", "--", ":", "-."]
 METRIC_AXIS_LABEL = {"top1": "top-1 accuracy", "miou": "mIoU"}
 VAL_SCORE_LABEL = {"classification": "val accuracy", "segmentation": "val mIoU"}
-_VARIANT_WORD = re.compile(r"[\s/_:.\-]*(?<![a-z0-9])(original|rembg|oracle)(?![a-z0-9])", re.IGNORECASE)
-_SEED_SUFFIX = re.compile(r"[\s/_:.\-]*seed[\s_=\-]*\d+$", re.IGNORECASE)
 
 
 def _snap(inches: float, dpi: int) -> float:
@@ -82,28 +80,22 @@ def _style():
     return matplotlib.style.context(["default", STYLE])
 
 
-def _present(value) -> bool:
-    return agg._present(value)
-
-
 def _wrap(label: str, width: int) -> str:
     """Break a label at commas/spaces into lines of about ``width`` characters."""
     return "\n".join(textwrap.wrap(label, width, break_on_hyphens=False)) or label
 
 
-def _condition_sort_key(variant, sod, fill) -> tuple:
-    return (
-        agg._variant_rank(str(variant)),
-        str(sod) if _present(sod) else "",
-        str(fill) if _present(fill) else "",
-    )
+def _conditions(table: pd.DataFrame) -> list[tuple[tuple, str, str]]:
+    """(sort key, label, variant) of each row's condition, from the table's explicit columns."""
+    return [(condition_key(r["variant"], r.get("sod"), r.get("fill")), r["condition"], r["variant"])
+            for _, r in table.iterrows()]
 
 
-def condition_colors(conditions: Sequence[tuple[str, str]]) -> dict[str, str]:
-    """Colour per condition label; ``conditions`` are (sort key, label) pairs."""
+def condition_colors(conditions: Sequence[tuple[tuple, str, str]]) -> dict[str, str]:
+    """Colour per condition label; ``conditions`` are (sort key, label, variant) triples."""
     colors, i = {}, 0
-    for _, label in sorted(set(conditions)):
-        if label == "original":
+    for _, label, variant in sorted(set(conditions)):
+        if variant == "original":
             colors[label] = ORIGINAL_COLOR
         else:
             colors[label] = CONDITION_COLORS[i % len(CONDITION_COLORS)]
@@ -138,7 +130,7 @@ def _panel_widths(summary: pd.DataFrame) -> list[float]:
 
 
 def _tasks(df: pd.DataFrame) -> list[str]:
-    return sorted(df["task"].astype(str).unique(), key=agg._task_rank)
+    return sorted(df["task"].astype(str).unique(), key=task_rank)
 
 
 def plot_variant_bars(
@@ -164,10 +156,7 @@ def plot_variant_bars(
         raise ValueError("plot_variant_bars: empty summary")
     summary = summary.reset_index(drop=True)
     tasks = _tasks(summary)
-    conds = [
-        (_condition_sort_key(r["variant"], r.get("sod"), r.get("fill")), r["condition"])
-        for _, r in summary.iterrows()
-    ]
+    conds = _conditions(summary)
     colors = condition_colors(conds)
     figsize = figsize or variant_bars_figsize(summary, dpi)
 
@@ -184,10 +173,7 @@ def plot_variant_bars(
             sub = summary[summary["task"] == task]
             metric = str(sub["primary_metric"].iloc[0])
             configs = list(dict.fromkeys(sub["config_label"].astype(str)))
-            task_conds = [lab for _, lab in sorted(set(
-                (_condition_sort_key(r["variant"], r.get("sod"), r.get("fill")), r["condition"])
-                for _, r in sub.iterrows()
-            ))]
+            task_conds = [lab for _, lab, _ in sorted(set(_conditions(sub)))]
             width = 0.8 / len(task_conds)
             top = 0.0
             for j, cond in enumerate(task_conds):
@@ -208,7 +194,7 @@ def plot_variant_bars(
                                     capsize=2.5, capthick=0.9, zorder=3)
                     top = max(top, mean + err)
                     delta = r.get("delta")
-                    if r["variant"] != "original" and _present(delta):
+                    if r["variant"] != "original" and is_present(delta):
                         ax.annotate(f"{float(delta):+.3f}", (x, mean + err), xytext=(0, 2),
                                     textcoords="offset points", ha="center", va="bottom",
                                     fontsize=6.5, color="#333333", rotation=90 if len(task_conds) > 3 else 0)
@@ -226,7 +212,7 @@ def plot_variant_bars(
             note += f" over {'/'.join(map(str, seeds))} seed{'s' if seeds != [1] else ''}"
             note += "; numbers: Δ vs original"
             ax.set_xlabel(note, fontsize=6.5, color="#666666")
-        handles = [Patch(facecolor=colors[c], label=c) for _, c in sorted(set(conds))]
+        handles = [Patch(facecolor=colors[c], label=c) for _, c, _ in sorted(set(conds))]
         fig.legend(handles=handles, loc="outside upper center", ncols=min(len(handles), 4))
         return _save(fig, out_png, dpi)
 
@@ -236,9 +222,7 @@ def _plot_delta_ci(ax, sub: pd.DataFrame, colors: dict[str, str]) -> None:
     metric = str(sub["primary_metric"].iloc[0])
     configs = list(dict.fromkeys(sub["config_label"].astype(str)))
     deltas = sub[(sub["variant"] != "original") & sub["delta"].notna()]
-    conds = [lab for _, lab in sorted(set(
-        (_condition_sort_key(r["variant"], r.get("sod"), r.get("fill")), r["condition"]) for _, r in deltas.iterrows()
-    ))]  # fmt: skip
+    conds = [lab for _, lab, _ in sorted(set(_conditions(deltas)))]
     width = 0.8 / max(len(conds), 1)
     ax.axhline(0.0, color="#333333", linewidth=0.8, zorder=1)
     for j, cond in enumerate(conds):
@@ -247,15 +231,15 @@ def _plot_delta_ci(ax, sub: pd.DataFrame, colors: dict[str, str]) -> None:
             i = configs.index(str(r["config_label"]))
             x, d = i - 0.4 + width * (j + 0.5), float(r["delta"])
             lo, hi = r.get("ci_low"), r.get("ci_high")
-            if _present(lo) and _present(hi):
+            if is_present(lo) and is_present(hi):
                 # Drawn around the interval's middle: a percentile CI need not contain Δ (e.g. mIoU, few images).
                 lo, hi = float(lo), float(hi)
                 ax.errorbar(x, (lo + hi) / 2, yerr=(hi - lo) / 2, fmt="none", ecolor=colors[cond], elinewidth=1.2,
                             capsize=3, zorder=3)  # fmt: skip
             ax.plot(x, d, "o", color=colors[cond], markersize=4, zorder=4)
             p_holm = r.get("p_holm")
-            if _present(p_holm) and float(p_holm) < 0.05:
-                top = float(hi) if _present(hi) else d
+            if is_present(p_holm) and float(p_holm) < 0.05:
+                top = float(hi) if is_present(hi) else d
                 ax.annotate("*", (x, top), xytext=(0, 1), textcoords="offset points", ha="center", va="bottom",
                             fontsize=9, color="#333333")  # fmt: skip
     ax.set_xticks(range(len(configs)))
@@ -269,106 +253,9 @@ def _plot_delta_ci(ax, sub: pd.DataFrame, colors: dict[str, str]) -> None:
 
 # --------------------------------------------------------------------- learning curves
 
-_HISTORY_COLUMNS = ("epoch", "train_loss", "val_score")
-
-
-def _read_history(path: Path) -> pd.DataFrame:
-    try:
-        df = pd.read_csv(path)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"history file not found: {path}") from None
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: unreadable history.csv ({exc})") from exc
-    missing = [c for c in _HISTORY_COLUMNS if c not in df.columns]
-    if missing:
-        raise ValueError(f"{path}: history.csv lacks column(s) {missing} (see docs/CONTRACTS.md)")
-    if df.empty:
-        raise ValueError(f"{path}: history.csv has no epochs")
-    return df
-
-
-def _run_info(label: str, path: Path) -> dict:
-    """Experiment of one history file: from the sibling metrics.json, else from the label."""
-    metrics = path.parent / "metrics.json"
-    if metrics.exists():
-        row, names = agg._parse_run(metrics)
-        info = {k: v for k, v in row.items() if k not in names and k != "seed"}
-        info["group"] = f"{info['task']}/{info['id']}"
-        return info
-    # No metrics.json (yet): the label minus its seed suffix names the experiment.
-    exp = _SEED_SUFFIX.sub("", label) or label
-    tokens = set(re.split(r"[^a-z0-9]+", exp.lower()))
-    variant = "oracle" if "oracle" in tokens else "rembg" if "rembg" in tokens else "original"
-    # The configuration is the name without the variant word, so "x-original" pairs with "x-rembg".
-    config = _VARIANT_WORD.sub("", exp).strip(" -_/:.") or exp
-    return {"group": exp, "id": exp, "task": "", "arch": config, "variant": variant,
-            "sod": None, "fill": None}
-
-
 def learning_curves_figsize(n_tasks: int, dpi: int = DPI) -> tuple[float, float]:
     """Default size (inches) of :func:`plot_learning_curves`: 10 × (0.5 + 3.0 per task row)."""
     return (_snap(10.0, dpi), _snap(0.5 + 3.0 * n_tasks, dpi))
-
-
-def learning_curve_data(history_files: Mapping[str, Path | str]) -> pd.DataFrame:
-    """Per-epoch mean/std over seeds of each experiment's history.
-
-    ``history_files`` maps a run label (e.g. ``"<experiment_id>/seed-0"``) to its
-    ``history.csv``. Runs are grouped per experiment using the ``metrics.json``
-    next to each history file (task, variant, sod, fill, configuration); without
-    it the label minus a trailing ``seed-N`` names the experiment and the variant
-    is guessed from the words ``rembg``/``oracle`` in it.
-
-    Columns: experiment, task, config, condition, variant, sod, fill, epoch,
-    n_seeds, val_score_mean, val_score_std, train_loss_mean, train_loss_std.
-    """
-    if not history_files:
-        raise ValueError("plot_learning_curves: no history files given")
-    groups: dict[str, dict] = {}
-    for label in sorted(history_files):  # sorted: independent of dict order
-        path = Path(history_files[label])
-        info = _run_info(label, path)
-        g = groups.setdefault(info["group"], {"info": info, "histories": []})
-        g["histories"].append(_read_history(path))
-
-    infos = pd.DataFrame([g["info"] for g in groups.values()], index=list(groups))
-    infos["task"] = infos["task"].fillna("").astype(str)
-    infos["condition"] = [agg.condition_label(r["variant"], r["sod"], r["fill"]) for _, r in infos.iterrows()]
-    # Configuration labels per task, from the fields that are not the condition.
-    infos["config"] = ""
-    fields = [c for c in infos.columns if c not in (*agg.CONDITION_FIELDS, "group", "condition", "config")]
-    fields = ["task"] + [f for f in ("dataset", "arch") if f in fields] + sorted(
-        f for f in fields if f not in ("task", "dataset", "arch"))
-    for task in infos["task"].unique():
-        sel = infos["task"] == task
-        keys = pd.Series([agg._config_key(r, fields) for _, r in infos.loc[sel].iterrows()],
-                         index=infos.index[sel])
-        firsts = infos.loc[sel].loc[~keys.duplicated()]
-        labels = dict(zip(keys[~keys.duplicated()], agg.config_labels(firsts, fields)))
-        infos.loc[sel, "config"] = keys.map(labels)
-
-    frames = []
-    for gname, g in groups.items():
-        hist = pd.concat(g["histories"], ignore_index=True)
-        stats = hist.groupby("epoch", sort=True).agg(
-            n_seeds=("val_score", "count"),
-            val_score_mean=("val_score", "mean"), val_score_std=("val_score", "std"),
-            train_loss_mean=("train_loss", "mean"), train_loss_std=("train_loss", "std"),
-        ).reset_index()
-        r = infos.loc[gname]
-        for col in ("task", "config", "condition", "variant", "sod", "fill"):
-            stats.insert(0, col, r[col] if _present(r[col]) else None)
-        stats.insert(0, "experiment", gname)
-        frames.append(stats)
-    data = pd.concat(frames, ignore_index=True)
-    cols = ["experiment", "task", "config", "condition", "variant", "sod", "fill", "epoch", "n_seeds",
-            "val_score_mean", "val_score_std", "train_loss_mean", "train_loss_std"]
-    data = data[cols]
-    order = sorted(range(len(data)), key=lambda i: (
-        agg._task_rank(data.at[i, "task"]), str(data.at[i, "config"]),
-        _condition_sort_key(data.at[i, "variant"], data.at[i, "sod"], data.at[i, "fill"]),
-        data.at[i, "experiment"], float(data.at[i, "epoch"])))
-    return data.iloc[order].reset_index(drop=True)
 
 
 def plot_learning_curves(
@@ -379,16 +266,14 @@ def plot_learning_curves(
 ) -> Path:
     """Validation score and training loss per epoch, mean over seeds per experiment.
 
-    Grouping as in :func:`learning_curve_data`. One row of panels per task;
+    Grouping as in :func:`fashion_rembg.reporting.aggregate.learning_curve_data`. One row of panels per task;
     colour = condition (as in the bar plot), line style = configuration, the
     shaded band is ± std over seeds (absent with one seed).
     """
     data = learning_curve_data(history_files)
-    tasks = sorted(data["task"].unique(), key=agg._task_rank)
+    tasks = sorted(data["task"].unique(), key=task_rank)
     firsts = data.drop_duplicates("experiment")
-    conds = [(_condition_sort_key(r["variant"], r["sod"], r["fill"]), r["condition"])
-             for _, r in firsts.iterrows()]
-    colors = condition_colors(conds)
+    colors = condition_colors(_conditions(firsts))
     figsize = figsize or learning_curves_figsize(len(tasks), dpi)
 
     with _style():
@@ -423,9 +308,8 @@ def plot_learning_curves(
                 ax.grid(True, axis="both")
                 if max_epochs <= 20:  # integer epoch ticks
                     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-            sub_conds = sorted({(_condition_sort_key(r["variant"], r["sod"], r["fill"]), r["condition"])
-                                for _, r in sub.drop_duplicates("experiment").iterrows()})
-            handles = [Line2D([], [], color=colors[c], linewidth=2, label=c) for _, c in sub_conds]
+            sub_conds = sorted(set(_conditions(sub.drop_duplicates("experiment"))))
+            handles = [Line2D([], [], color=colors[c], linewidth=2, label=c) for _, c, _ in sub_conds]
             if len(configs) > 1 or configs[0] != "":
                 handles += [Line2D([], [], color="#444444", linestyle=styles[c], linewidth=1.6, label=c)
                             for c in configs]
@@ -598,7 +482,7 @@ def plot_cross_condition(
         for ax, task in zip(axes, tasks):
             sub = cross[cross["task"] == task]
             metric = str(sub["primary_metric"].iloc[0])
-            cols = [c for _, c in sorted({(agg._variant_rank(str(r["test_variant"])), str(r["test_condition"]))
+            cols = [c for _, c in sorted({(variant_rank(str(r["test_variant"])), str(r["test_condition"]))
                                           for _, r in sub.iterrows()})]  # fmt: skip
             rows = _cross_rows(sub)
             values = np.full((len(rows), len(cols)), np.nan)
@@ -632,24 +516,22 @@ def plot_cross_condition(
 def figure_dose_response(controls_csv: Path | str, out_png: Path | str) -> Path:
     """Δ top-1 (rembg − original) with its 95 % CI against clutter, one point per control set
     whose background carries no label; the other controls (e.g. the shortcut) as labelled points."""
-    from fashion_rembg.reporting.controls import read_controls
+    from fashion_rembg.reporting.controls import dose_response_points, read_controls
 
-    table = read_controls(controls_csv)
-    sets = table[table["control"] != "dose_response"]
+    levels, others = dose_response_points(read_controls(controls_csv))
     with _style():
         fig = Figure(figsize=(_snap(5.0, DPI), _snap(3.4, DPI)), dpi=DPI)
         FigureCanvasAgg(fig)
         ax = fig.add_subplot(1, 1, 1)
         ax.axhline(0.0, color="0.5", linewidth=0.8)
-        for corr, marker, colour in ((0.0, "o", "#1f77b4"), (None, "s", "#d62728")):
-            part = sets[sets["bg_label_correlation"] == 0.0] if corr == 0.0 else sets[sets["bg_label_correlation"] != 0.0]
+        # rembg − original at every level (the null's verdict may use oracle)
+        for part, on_curve, marker, colour in ((levels, True, "o", "#1f77b4"), (others, False, "s", "#d62728")):
             if part.empty:
                 continue
-            part = part.sort_values("clutter")  # rembg − original at every level (the null's verdict may use oracle)
             err = np.vstack([part["rembg_delta"] - part["rembg_ci_low"], part["rembg_ci_high"] - part["rembg_delta"]])
             err = np.clip(err, 0.0, None)  # a percentile CI may end a hair inside its own point estimate
-            ax.errorbar(part["clutter"], part["rembg_delta"], yerr=err, fmt=marker + ("-" if corr == 0.0 else ""),
-                        color=colour, capsize=3, label="background carries no label" if corr == 0.0
+            ax.errorbar(part["clutter"], part["rembg_delta"], yerr=err, fmt=marker + ("-" if on_curve else ""),
+                        color=colour, capsize=3, label="background carries no label" if on_curve
                         else "background correlated with the label")  # fmt: skip
             for r in part.itertuples():
                 ax.annotate(f"{r.control} ({r.verdict})", (r.clutter, r.rembg_delta), textcoords="offset points",
