@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from fashion_rembg.reporting import aggregate as agg
-from fashion_rembg.reporting import loading, tables
+from fashion_rembg.reporting import examples, loading, tables
 from fashion_rembg.reporting import plots
 
 # Known numbers: top1 per (arch, variant) and seed 0, 1.
@@ -344,22 +344,22 @@ def test_example_grid(tmp_path):
     masks = rng.integers(0, 255, (n_img, h, w), dtype=np.uint8)
     comps = images // 2
     truth = (masks > 128).astype(np.uint8) * 255
-    out = plots.plot_example_grid(images, masks, comps, tmp_path / "grid.png", n=4)
-    fw, fh = plots.example_grid_figsize(4, 3, h, w)
-    assert _png(out).size == (round(fw * plots.GRID_DPI), round(fh * plots.GRID_DPI))
+    out = examples.plot_example_grid(images, masks, comps, tmp_path / "grid.png", n=4)
+    fw, fh = examples.example_grid_figsize(4, 3, h, w)
+    assert _png(out).size == (round(fw * examples.GRID_DPI), round(fh * examples.GRID_DPI))
     assert _png(out).size == (630, 40 + round(4 * 200 * h / w))
-    out_t = plots.plot_example_grid(images, masks, comps, tmp_path / "grid_t.png", n=4, truth=truth)
+    out_t = examples.plot_example_grid(images, masks, comps, tmp_path / "grid_t.png", n=4, truth=truth)
     assert _png(out_t).size[0] == 830  # one more column
     # Same seed → same bytes; another seed → other examples.
-    plots.plot_example_grid(images, masks, comps, tmp_path / "again.png", n=4, truth=truth)
+    examples.plot_example_grid(images, masks, comps, tmp_path / "again.png", n=4, truth=truth)
     assert out_t.read_bytes() == (tmp_path / "again.png").read_bytes()
-    plots.plot_example_grid(images, masks, comps, tmp_path / "seed1.png", n=4, truth=truth, seed=1)
+    examples.plot_example_grid(images, masks, comps, tmp_path / "seed1.png", n=4, truth=truth, seed=1)
     assert out_t.read_bytes() != (tmp_path / "seed1.png").read_bytes()
     # Fewer images than n: all of them; float inputs in [0, 1] accepted.
-    small = plots.plot_example_grid(images[:2] / 255.0, masks[:2] / 255.0, comps[:2], tmp_path / "s.png")
-    assert _png(small).size[1] == round(plots.example_grid_figsize(2, 3, h, w)[1] * plots.GRID_DPI)
+    small = examples.plot_example_grid(images[:2] / 255.0, masks[:2] / 255.0, comps[:2], tmp_path / "s.png")
+    assert _png(small).size[1] == round(examples.example_grid_figsize(2, 3, h, w)[1] * examples.GRID_DPI)
     with pytest.raises(ValueError, match="masks shape"):
-        plots.plot_example_grid(images, masks[:, :10], comps, tmp_path / "bad.png")
+        examples.plot_example_grid(images, masks[:, :10], comps, tmp_path / "bad.png")
 
 
 def test_markdown_from_csv_round_trip(run_files, tmp_path):

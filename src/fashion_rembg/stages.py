@@ -61,7 +61,7 @@ def plot_learning_curves_from_runs(history_files, out_png) -> None:
 
 
 def plot_examples_from_files(images, masks, composites, truth, out_png, *, rows: int) -> None:
-    from .reporting.plots import plot_example_grid
+    from .reporting.examples import plot_example_grid
 
     truth_path = truth[0] if isinstance(truth, (list, tuple)) and truth else (truth or None)
     plot_example_grid(

@@ -1,4 +1,4 @@
-"""Figures for the report: variant bars, learning curves, example grids.
+"""Figures of the results: variant bars, learning curves, cross-condition heatmap, dose–response.
 
 All figures are drawn on a bare :class:`matplotlib.figure.Figure` (Agg canvas,
 no pyplot global state), with a fixed style, fixed dpi and no ``bbox_inches``
@@ -14,7 +14,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib
-import matplotlib.style
 import matplotlib.patches
 import matplotlib.ticker
 import numpy as np
@@ -26,58 +25,15 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from fashion_rembg.reporting.aggregate import learning_curve_data
+from fashion_rembg.reporting.figure_style import DPI, report_style, save_png, snap_inches
 from fashion_rembg.reporting.labels import condition_key, is_present, task_rank, variant_rank
 
-DPI = 150
-GRID_DPI = 100
-# Independent of the user's matplotlibrc so output does not depend on the machine.
-STYLE = {
-    "font.family": "DejaVu Sans",
-    "font.size": 9,
-    "axes.titlesize": 10,
-    "axes.titleweight": "bold",
-    "axes.labelsize": 9,
-    "xtick.labelsize": 8,
-    "ytick.labelsize": 8,
-    "legend.fontsize": 8,
-    "legend.frameon": False,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "axes.grid": True,
-    "axes.grid.axis": "y",
-    "grid.alpha": 0.35,
-    "grid.linewidth": 0.6,
-    "figure.facecolor": "white",
-    "savefig.facecolor": "white",
-    "figure.constrained_layout.h_pad": 0.06,
-    "figure.constrained_layout.w_pad": 0.06,
-}
 # Okabe-Ito colour-blind-safe palette; original is always the first (blue).
 ORIGINAL_COLOR = "#0072B2"
 CONDITION_COLORS = ["#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
 LINESTYLES = ["-", "--", ":", "-."]
 METRIC_AXIS_LABEL = {"top1": "top-1 accuracy", "miou": "mIoU"}
 VAL_SCORE_LABEL = {"classification": "val accuracy", "segmentation": "val mIoU"}
-
-
-def _snap(inches: float, dpi: int) -> float:
-    """Inches for a whole number of pixels. Matplotlib truncates figsize*dpi, so a
-    quarter pixel is added to keep float error from dropping the last row."""
-    return (round(inches * dpi) + 0.25) / dpi
-
-
-def _save(fig: Figure, out_png: Path | str, dpi: int) -> Path:
-    out = Path(out_png)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(fig)  # attach an Agg canvas explicitly (no pyplot)
-    # No "Software" entry: the matplotlib version would otherwise change the bytes.
-    fig.savefig(out, format="png", dpi=dpi, metadata={"Software": None})
-    return out
-
-
-def _style():
-    # "default" resets anything a matplotlibrc may have changed; STYLE then applies ours.
-    return matplotlib.style.context(["default", STYLE])
 
 
 def _wrap(label: str, width: int) -> str:
@@ -117,7 +73,7 @@ def variant_bars_figsize(summary: pd.DataFrame, dpi: int = DPI) -> tuple[float, 
     wide; the height is 3.8 in, plus 2.2 in for the Δ-with-CI panels when the
     summary has confidence intervals (both snapped to whole pixels at ``dpi``).
     """
-    return (_snap(sum(_panel_widths(summary)), dpi), _snap(3.8 + 2.2 * _with_ci(summary), dpi))
+    return (snap_inches(sum(_panel_widths(summary)), dpi), snap_inches(3.8 + 2.2 * _with_ci(summary), dpi))
 
 
 def _panel_widths(summary: pd.DataFrame) -> list[float]:
@@ -160,7 +116,7 @@ def plot_variant_bars(
     colors = condition_colors(conds)
     figsize = figsize or variant_bars_figsize(summary, dpi)
 
-    with _style():
+    with report_style():
         fig = Figure(figsize=figsize, layout="constrained")
         with_ci = _with_ci(summary)
         grid = fig.subplots(1 + with_ci, len(tasks), squeeze=False, width_ratios=_panel_widths(summary),
@@ -214,7 +170,7 @@ def plot_variant_bars(
             ax.set_xlabel(note, fontsize=6.5, color="#666666")
         handles = [Patch(facecolor=colors[c], label=c) for _, c, _ in sorted(set(conds))]
         fig.legend(handles=handles, loc="outside upper center", ncols=min(len(handles), 4))
-        return _save(fig, out_png, dpi)
+        return save_png(fig, out_png, dpi)
 
 
 def _plot_delta_ci(ax, sub: pd.DataFrame, colors: dict[str, str]) -> None:
@@ -255,7 +211,7 @@ def _plot_delta_ci(ax, sub: pd.DataFrame, colors: dict[str, str]) -> None:
 
 def learning_curves_figsize(n_tasks: int, dpi: int = DPI) -> tuple[float, float]:
     """Default size (inches) of :func:`plot_learning_curves`: 10 × (0.5 + 3.0 per task row)."""
-    return (_snap(10.0, dpi), _snap(0.5 + 3.0 * n_tasks, dpi))
+    return (snap_inches(10.0, dpi), snap_inches(0.5 + 3.0 * n_tasks, dpi))
 
 
 def plot_learning_curves(
@@ -276,7 +232,7 @@ def plot_learning_curves(
     colors = condition_colors(_conditions(firsts))
     figsize = figsize or learning_curves_figsize(len(tasks), dpi)
 
-    with _style():
+    with report_style():
         fig = Figure(figsize=figsize, layout="constrained")
         axes = fig.subplots(len(tasks), 2, squeeze=False)
         for row, task in enumerate(tasks):
@@ -315,125 +271,7 @@ def plot_learning_curves(
                             for c in configs]
             ax_loss.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.02, 1.0),
                            borderaxespad=0)
-        return _save(fig, out_png, dpi)
-
-
-# ------------------------------------------------------------------------ example grid
-
-GRID_CELL_IN = 2.0  # inches per image column
-GRID_HEADER_IN = 0.4  # column titles
-GRID_LEFT_IN = 0.3  # row labels
-_GRID_PAD = 0.03  # fraction of a cell left blank around each image
-
-
-def _as_uint8(a: np.ndarray, name: str) -> np.ndarray:
-    a = np.asarray(a)
-    if a.dtype == np.uint8:
-        return a
-    if np.issubdtype(a.dtype, np.floating) and a.size and np.nanmax(a) <= 1.0:
-        return np.clip(np.round(a * 255), 0, 255).astype(np.uint8)  # [0, 1] floats
-    if np.issubdtype(a.dtype, np.number):
-        return np.clip(a, 0, 255).astype(np.uint8)
-    raise ValueError(f"plot_example_grid: {name} must be numeric, got dtype {a.dtype}")
-
-
-def _as_mask(a: np.ndarray, name: str) -> np.ndarray:
-    a = np.asarray(a)
-    if a.ndim == 4 and a.shape[-1] == 1:
-        a = a[..., 0]
-    if a.ndim != 3:
-        raise ValueError(f"plot_example_grid: {name} must be (N, H, W), got shape {a.shape}")
-    return a
-
-
-def example_grid_figsize(
-    n_rows: int, n_cols: int, height: int, width: int, dpi: int = GRID_DPI
-) -> tuple[float, float]:
-    """Size (inches) of :func:`plot_example_grid`: 2 in per column, rows keep the image aspect."""
-    return (_snap(GRID_LEFT_IN + n_cols * GRID_CELL_IN, dpi),
-            _snap(GRID_HEADER_IN + n_rows * GRID_CELL_IN * height / width, dpi))
-
-
-def plot_example_grid(
-    images: np.ndarray,
-    masks: np.ndarray,
-    composites: np.ndarray,
-    out_png: Path | str,
-    n: int = 6,
-    truth: np.ndarray | None = None,
-    seed: int = 0,
-    dpi: int = GRID_DPI,
-) -> Path:
-    """Rows = ``n`` examples drawn with ``seed``; columns = image | mask | rembg image (| true mask).
-
-    ``images``/``composites``: (N, H, W, 3); ``masks``/``truth``: (N, H, W) alpha in
-    0..255 (or floats in [0, 1]). With ``truth`` each row also shows the IoU of the
-    mask (thresholded at 50 %) against it. Arrays may be memory-mapped: only the
-    drawn rows are read.
-    """
-    if n < 1:
-        raise ValueError(f"plot_example_grid: n must be >= 1, got {n}")
-    images_shape = np.shape(images)
-    if len(images_shape) != 4 or images_shape[-1] != 3:
-        raise ValueError(f"plot_example_grid: images must be (N, H, W, 3), got shape {images_shape}")
-    if np.shape(composites) != images_shape:
-        raise ValueError(
-            f"plot_example_grid: composites shape {np.shape(composites)} != images shape {images_shape}")
-    count, height, width = images_shape[:3]
-    arrays = {"masks": masks} | ({"truth": truth} if truth is not None else {})
-    for name, a in arrays.items():
-        shape = np.shape(a)
-        if shape[:3] != (count, height, width):
-            raise ValueError(
-                f"plot_example_grid: {name} shape {shape} does not match images {images_shape[:3]}")
-    if count == 0:
-        raise ValueError("plot_example_grid: no images")
-
-    rng = np.random.default_rng(seed)
-    idx = np.arange(count) if count <= n else np.sort(rng.choice(count, size=n, replace=False))
-    img = _as_uint8(np.asarray(images[idx]), "images")
-    comp = _as_uint8(np.asarray(composites[idx]), "composites")
-    msk = _as_uint8(_as_mask(np.asarray(masks[idx]), "masks"), "masks")
-    tru = _as_uint8(_as_mask(np.asarray(truth[idx]), "truth"), "truth") if truth is not None else None
-
-    columns = [("image", img, None), ("rembg mask", msk, "gray"), ("rembg image", comp, None)]
-    if tru is not None:
-        columns.append(("true mask", tru, "gray"))
-    n_rows, n_cols = len(idx), len(columns)
-    fw, fh = example_grid_figsize(n_rows, n_cols, height, width, dpi)
-    cell_h = GRID_CELL_IN * height / width
-
-    with _style():
-        fig = Figure(figsize=(fw, fh))
-        for i, k in enumerate(idx):
-            for j, (title, arr, cmap) in enumerate(columns):
-                # Manual placement: exact, gap-free grid independent of layout engines.
-                x0 = (GRID_LEFT_IN + j * GRID_CELL_IN) / fw
-                y0 = (fh - GRID_HEADER_IN - (i + 1) * cell_h) / fh
-                pw, ph = GRID_CELL_IN / fw, cell_h / fh
-                ax = fig.add_axes((x0 + pw * _GRID_PAD, y0 + ph * _GRID_PAD,
-                                   pw * (1 - 2 * _GRID_PAD), ph * (1 - 2 * _GRID_PAD)))
-                ax.imshow(arr[i], cmap=cmap, vmin=0, vmax=255, interpolation="antialiased")
-                ax.set_xticks([])
-                ax.set_yticks([])
-                ax.grid(False)
-                for spine in ax.spines.values():
-                    spine.set_visible(True)
-                    spine.set_color("#bbbbbb")
-                    spine.set_linewidth(0.6)
-                if i == 0:
-                    ax.set_title(title, fontsize=10, pad=4)
-                if j == 0:
-                    ax.set_ylabel(f"#{int(k)}", fontsize=8, labelpad=2)
-                if title == "rembg mask" and tru is not None:
-                    pred, true = msk[i] >= 128, tru[i] >= 128
-                    union = np.logical_or(pred, true).sum()
-                    iou = np.logical_and(pred, true).sum() / union if union else 1.0
-                    ax.text(0.03, 0.03, f"IoU {iou:.2f}", transform=ax.transAxes, fontsize=7.5,
-                            color="white", ha="left", va="bottom",
-                            bbox={"boxstyle": "round,pad=0.2", "facecolor": "#0072B2",
-                                  "edgecolor": "none", "alpha": 0.85})
-        return _save(fig, out_png, dpi)
+        return save_png(fig, out_png, dpi)
 
 
 # ------------------------------------------------------------------ cross-condition heatmap
@@ -456,7 +294,7 @@ def cross_condition_figsize(cross: pd.DataFrame, dpi: int = DPI) -> tuple[float,
         sum(max(1, len(_wrap(f"{c} · {t}", CROSS_LABEL_CHARS).splitlines())) for c, t in _cross_rows(cross[cross["task"] == k]))
         for k in tasks
     )  # fmt: skip
-    return _snap(CROSS_LABEL_IN + 1.2 + CROSS_COL_IN * cols, dpi), _snap(0.6 + 1.3 * len(tasks) + CROSS_ROW_IN * lines * 0.75, dpi)
+    return snap_inches(CROSS_LABEL_IN + 1.2 + CROSS_COL_IN * cols, dpi), snap_inches(0.6 + 1.3 * len(tasks) + CROSS_ROW_IN * lines * 0.75, dpi)
 
 
 def plot_cross_condition(
@@ -476,7 +314,7 @@ def plot_cross_condition(
     tasks = _tasks(cross)
     figsize = figsize or cross_condition_figsize(cross, dpi)
     heights = [max(1.0, len(_cross_rows(cross[cross["task"] == t]))) for t in tasks]
-    with _style():
+    with report_style():
         fig = Figure(figsize=figsize, layout="constrained")
         axes = fig.subplots(len(tasks), 1, squeeze=False, height_ratios=heights)[:, 0]
         for ax, task in zip(axes, tasks):
@@ -510,7 +348,7 @@ def plot_cross_condition(
             ax.grid(False)
             ax.set_title(f"{task.capitalize()}: {METRIC_AXIS_LABEL.get(metric, metric)}", loc="left")
             fig.colorbar(image, ax=ax, shrink=0.9, pad=0.01)
-        return _save(fig, out_png, dpi)
+        return save_png(fig, out_png, dpi)
 
 
 def figure_dose_response(controls_csv: Path | str, out_png: Path | str) -> Path:
@@ -519,8 +357,8 @@ def figure_dose_response(controls_csv: Path | str, out_png: Path | str) -> Path:
     from fashion_rembg.reporting.controls import dose_response_points, read_controls
 
     levels, others = dose_response_points(read_controls(controls_csv))
-    with _style():
-        fig = Figure(figsize=(_snap(5.0, DPI), _snap(3.4, DPI)), dpi=DPI)
+    with report_style():
+        fig = Figure(figsize=(snap_inches(5.0, DPI), snap_inches(3.4, DPI)), dpi=DPI)
         FigureCanvasAgg(fig)
         ax = fig.add_subplot(1, 1, 1)
         ax.axhline(0.0, color="0.5", linewidth=0.8)
@@ -541,4 +379,4 @@ def figure_dose_response(controls_csv: Path | str, out_png: Path | str) -> Path:
         ax.set_title("Known-answer controls")
         ax.legend(loc="best", fontsize=7)
         fig.tight_layout()
-        return _save(fig, out_png, DPI)
+        return save_png(fig, out_png, DPI)
