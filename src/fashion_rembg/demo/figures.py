@@ -9,6 +9,9 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 
+# ----------------------------------------------------------------------------------------------
+# Outline helpers (local coordinates)
+# ----------------------------------------------------------------------------------------------
 def ellipse(cx, cy, rx, ry, n=20, a0=0.0, a1=2 * math.pi):
     a = np.linspace(a0, a1, n, endpoint=(a1 - a0) < 2 * math.pi - 1e-9)
     return np.stack([cx + rx * np.cos(a), cy + ry * np.sin(a)], 1)
