@@ -194,6 +194,9 @@ class TrainConfig:
         return cfg
 
 
+# --------------------------------------------------------------------------- optimiser, schedule, precision
+
+
 def _make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay)
@@ -228,6 +231,14 @@ def amp_dtype(device: torch.device, enabled: bool = True) -> torch.dtype | None:
     if device.type != "cuda" or not enabled:
         return None
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """``torch.autocast`` at ``dtype`` (from :func:`amp_dtype`); a no-op when it is None."""
+    return torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None)
+
+
+# --------------------------------------------------------------------------- state and loop
 
 
 @dataclass
@@ -285,11 +296,6 @@ class TrainState:
 
 TRAIN_STATE_KEYS = frozenset(("model", "optimizer", "scheduler", "scaler", "epoch", "best_score", "best_epoch",
                               "best_weights", "history", "rng"))  # fmt: skip
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None):
-    """``torch.autocast`` at ``dtype`` (from :func:`amp_dtype`); a no-op when it is None."""
-    return torch.autocast(device_type=device.type, dtype=dtype, enabled=dtype is not None)
 
 
 def train_one_epoch(state: TrainState, feeder: BatchFeeder, task: TaskOps, cfg: TrainConfig, epoch: int) -> tuple[float, float]:
