@@ -22,6 +22,7 @@ from torch.utils.flop_counter import FlopCounterMode
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = ROOT / "benchmarks" / "throughput.tsv"
 sys.path.insert(0, str(ROOT / "src"))
+from fashion_rembg.atomic import write_csv  # noqa: E402
 from fashion_rembg.job_resources import THROUGHPUT_FIELDS  # noqa: E402
 
 # The architectures of config/paper.yaml: (task, table name, builder kwargs).
@@ -66,12 +67,7 @@ def read(path: Path) -> list[dict]:
 
 def write(path: Path, rows: list[dict]) -> None:
     rows = sorted(rows, key=lambda r: (r["device_kind"], r["task"], r["arch"]))
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", newline="") as handle:
-        out = csv.DictWriter(handle, THROUGHPUT_FIELDS, delimiter="\t", lineterminator="\n")
-        out.writeheader()
-        out.writerows(rows)
-    tmp.replace(path)
+    write_csv(path, rows, THROUGHPUT_FIELDS, delimiter="\t")
 
 
 def put_row(path: Path, row: dict) -> None:

@@ -76,7 +76,8 @@ def _sync(device):
 
 def pipeline_runner(args, store_path: Path, device):
     from fashion_rembg.training.classification import ClassificationOps
-    from fashion_rembg.training.common import BatchFeeder, TrainConfig, TrainState, _train_one_epoch
+    from fashion_rembg.training.data import BatchFeeder
+    from fashion_rembg.training.loop import TrainConfig, TrainState, train_one_epoch
 
     images = np.load(store_path, mmap_mode="r")
     labels = np.arange(len(images)) % CLASSES
@@ -89,7 +90,7 @@ def pipeline_runner(args, store_path: Path, device):
     epochs = iter(range(1, 10**6))
 
     def epoch() -> int:
-        _train_one_epoch(state, feeder, ops, cfg, next(epochs))
+        train_one_epoch(state, feeder, ops, cfg, next(epochs))
         return len(images)
 
     return epoch
@@ -97,7 +98,8 @@ def pipeline_runner(args, store_path: Path, device):
 
 def pipeline_data_runner(args, store_path: Path, device):
     """The pipeline's data path alone: gather, move, augment, normalise (no model)."""
-    from fashion_rembg.training.common import BatchFeeder, epoch_generator
+    from fashion_rembg.training.data import BatchFeeder
+    from fashion_rembg.training.loop import epoch_generator
 
     images = np.load(store_path, mmap_mode="r")
     labels = np.arange(len(images)) % CLASSES
@@ -112,11 +114,11 @@ def pipeline_data_runner(args, store_path: Path, device):
 
 
 def compute_runner(args, n: int, size: int, device):
-    from fashion_rembg.training.common import _amp_dtype, _autocast
+    from fashion_rembg.training.loop import amp_dtype, autocast
 
     model = _model(args.arch, device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
-    amp = _amp_dtype(device)
+    amp = amp_dtype(device)
     steps = n // args.batch_size
     g = torch.Generator().manual_seed(0)
     xs = [torch.randn(args.batch_size, 3, size, size, generator=g).to(device) for _ in range(min(steps, 8))]
@@ -127,7 +129,7 @@ def compute_runner(args, n: int, size: int, device):
     def epoch() -> int:
         for i in range(steps):
             opt.zero_grad(set_to_none=True)
-            with _autocast(device, amp):
+            with autocast(device, amp):
                 loss = torch.nn.functional.cross_entropy(model(xs[i % len(xs)]).float(), ys[i % len(ys)])
             loss.backward()
             opt.step()
@@ -140,7 +142,8 @@ def imagefolder_runner(args, root: Path, size: int, device):
     from torchvision import datasets
     from torchvision.transforms import v2
 
-    from fashion_rembg.training.common import IMAGENET_MEAN, IMAGENET_STD, _amp_dtype, _autocast
+    from fashion_rembg.training.data import IMAGENET_MEAN, IMAGENET_STD
+    from fashion_rembg.training.loop import amp_dtype, autocast
 
     steps = {"flip": [v2.RandomHorizontalFlip()], "none": []}[args.augment]
     transform = v2.Compose([v2.PILToTensor(), v2.Resize(size, antialias=True), v2.CenterCrop(size), *steps,
@@ -160,7 +163,7 @@ def imagefolder_runner(args, root: Path, size: int, device):
         return epoch
     model = _model(args.arch, device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
-    amp = _amp_dtype(device)
+    amp = amp_dtype(device)
 
     def epoch() -> int:
         seen = 0
@@ -169,7 +172,7 @@ def imagefolder_runner(args, root: Path, size: int, device):
             if device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
             opt.zero_grad(set_to_none=True)
-            with _autocast(device, amp):
+            with autocast(device, amp):
                 loss = torch.nn.functional.cross_entropy(model(x).float(), y)
             loss.backward()
             opt.step()

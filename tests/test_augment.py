@@ -8,7 +8,7 @@ import torch
 
 from fashion_rembg.config import AUGMENTATIONS as CONFIG_AUGMENTATIONS
 from fashion_rembg.training.augment import AUGMENTATIONS, CROP_SCALE, augment, crop_boxes, resize
-from fashion_rembg.training.common import BatchFeeder
+from fashion_rembg.training.data import BatchFeeder
 
 
 def _batch(n=12, h=32, w=24, seed=0) -> torch.Tensor:

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from fashion_rembg import gpu_slots
-from fashion_rembg.training import common
+from fashion_rembg.training import loop
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
@@ -113,8 +113,8 @@ def test_pick_device_uses_the_claimed_gpu(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.cuda, "set_device", chosen.append)
     other_job = gpu_slots.try_claim(["0", "1"], 1, gpu_slots.namespace())
     with gpu_slots.gpu_slots(jobs_per_gpu=1):
-        assert common.pick_device() == torch.device("cuda", 1)
-        assert common.pick_device() == torch.device("cuda", 1)  # claimed once per job
+        assert loop.pick_device() == torch.device("cuda", 1)
+        assert loop.pick_device() == torch.device("cuda", 1)  # claimed once per job
         assert chosen == [1, 1]
         assert gpu_slots.try_claim(["0", "1"], 1, gpu_slots.namespace()) is None
     free = gpu_slots.try_claim(["0", "1"], 1, gpu_slots.namespace())  # released at the end of the job
@@ -127,7 +127,7 @@ def test_cpu_jobs_claim_nothing(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with gpu_slots.gpu_slots(jobs_per_gpu=2):
-        assert common.pick_device() == torch.device("cpu")
+        assert loop.pick_device() == torch.device("cpu")
     assert not (tmp_path / ".snakemake").exists()
 
 

@@ -409,7 +409,7 @@ def test_store_and_checkpoint_writes_explain_disk_faults(tmp_path, monkeypatch, 
     import torch
 
     from fashion_rembg.errors import PipelineError
-    from fashion_rembg.training.common import save_torch_atomic
+    from fashion_rembg.atomic import save_torch
 
     code, expected = WRITE_FAULTS[kind]
     root = make_fs14(tmp_path / "FashionStyle14_v1", bad_cases=False)
@@ -423,15 +423,9 @@ def test_store_and_checkpoint_writes_explain_disk_faults(tmp_path, monkeypatch, 
     monkeypatch.setattr(builtins, "open", failing_open)
     with pytest.raises(PipelineError, match=expected):
         prepare_fashionstyle14(root, tmp_path / "out", (24, 16))
-    monkeypatch.undo()
-
-    def failing_fdopen(*args, **kwargs):
-        raise OSError(code, os.strerror(code))
-
-    monkeypatch.setattr(os, "fdopen", failing_fdopen)
     with pytest.raises(PipelineError, match=expected) as caught:
-        save_torch_atomic(tmp_path / "ckpt" / "last.pt", {"w": torch.zeros(3)})
-    assert str(tmp_path / "ckpt" / "last.pt") in str(caught.value)
+        save_torch(tmp_path / "out" / "ckpt" / "last.pt", {"w": torch.zeros(3)})
+    assert str(tmp_path / "out" / "ckpt" / "last.pt") in str(caught.value)
 
 
 # ------------------------------------------------------------------------------ quarantine counts

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from fashion_rembg.npy_io import atomic_npy
+from fashion_rembg.atomic import atomic_npy
 
 
 def test_written_only_on_success(tmp_path):

@@ -25,17 +25,17 @@ EXPERIMENT = {**CLS_EXPERIMENT, "epochs": 4, "dropout": 0.3, "augment": "randaug
 DRIVER = """
 import os, signal, sys
 sys.path.insert(0, {tests!r})
-import fashion_rembg.training.common as common
+import fashion_rembg.training.checkpoint as checkpoint
 from fashion_rembg.training.classification import train_classifier
 
-save = common.Checkpointer.save
+save = checkpoint.Checkpointer.save
 
 def save_then_die(self, state):
     save(self, state)
     if state.epoch == {kill_after}:
         os.kill(os.getpid(), signal.SIGKILL)  # no cleanup, no atexit: like kill -9
 
-common.Checkpointer.save = save_then_die
+checkpoint.Checkpointer.save = save_then_die
 store, out = sys.argv[1], sys.argv[2]
 train_classifier(images=f"{{store}}/images.npy", manifest=f"{{store}}/manifest.tsv",
                  classes=f"{{store}}/classes.json", model_out=f"{{out}}/model.pt",
@@ -70,7 +70,7 @@ def test_killed_run_resumes_and_matches_uninterrupted_run(store, reference, tmp_
     assert torch.load(ckpt, weights_only=True)["epoch"] == 2
     assert len((tmp_path / "history.csv").read_text().splitlines()) == 1 + 2
 
-    with caplog.at_level(logging.INFO, logger="fashion_rembg.training.common"):
+    with caplog.at_level(logging.INFO, logger="fashion_rembg.training"):
         train_and_evaluate_cls(store, tmp_path, seed=3, checkpoint_dir=tmp_path / "ckpt",
                                **{k: v for k, v in EXPERIMENT.items() if k in CLS_EXPERIMENT})  # fmt: skip
     assert "after epoch 2" in caplog.text  # it did resume, not start over
@@ -88,7 +88,7 @@ def test_checkpoint_of_other_settings_is_not_resumed(store, tmp_path, caplog):
     changed = {**EXPERIMENT, "lr": 0.02, "epochs": 2}
     kwargs = dict(images=store / "images.npy", manifest=store / "manifest.tsv", classes=store / "classes.json",
                   history_out=tmp_path / "history.csv", seed=3, threads=1)  # fmt: skip
-    with caplog.at_level(logging.INFO, logger="fashion_rembg.training.common"):
+    with caplog.at_level(logging.INFO, logger="fashion_rembg.training"):
         train_classifier(model_out=tmp_path / "model.pt", experiment=changed, checkpoint_dir=tmp_path / "ckpt", **kwargs)
     assert "other settings or inputs" in caplog.text
     fresh = tmp_path / "fresh"
@@ -132,7 +132,7 @@ def test_planted_checkpoint_never_runs_code(store, tmp_path, caplog, forge_sidec
     else:
         ckpt_dir.mkdir()
         _plant_payload(ckpt_dir / "last.pt", marker)
-    with caplog.at_level(logging.INFO, logger="fashion_rembg.training.common"):
+    with caplog.at_level(logging.INFO, logger="fashion_rembg.training"):
         train_classifier(images=store / "images.npy", manifest=store / "manifest.tsv", classes=store / "classes.json",
                          model_out=tmp_path / "model.pt", history_out=tmp_path / "history.csv", experiment=short,
                          seed=3, threads=1, checkpoint_dir=ckpt_dir)  # fmt: skip
@@ -152,7 +152,7 @@ def test_checkpoint_modified_after_writing_is_not_resumed(store, tmp_path, caplo
     state = torch.load(pt, weights_only=True)
     state["best_score"] = 99.0  # tampered, still tensors/plain values
     torch.save(state, pt)
-    with caplog.at_level(logging.INFO, logger="fashion_rembg.training.common"):
+    with caplog.at_level(logging.INFO, logger="fashion_rembg.training"):
         train_classifier(images=store / "images.npy", manifest=store / "manifest.tsv", classes=store / "classes.json",
                          model_out=tmp_path / "model.pt", history_out=tmp_path / "history.csv", experiment=short,
                          seed=3, threads=1, checkpoint_dir=tmp_path / "ckpt")  # fmt: skip

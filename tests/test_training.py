@@ -12,15 +12,9 @@ import torch
 
 from fashion_rembg.evaluation.metrics import segmentation_metrics
 from fashion_rembg.training.classification import evaluate_classifier, train_classifier
-from fashion_rembg.training.common import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    BatchFeeder,
-    TrainConfig,
-    load_store,
-    to_tensor_batch,
-    write_json_atomic,
-)
+from fashion_rembg.atomic import write_json
+from fashion_rembg.training.data import IMAGENET_MEAN, IMAGENET_STD, BatchFeeder, load_store, to_tensor_batch
+from fashion_rembg.training.loop import TrainConfig
 from fashion_rembg.training.segmentation import evaluate_segmenter, train_segmenter
 from training_helpers import (
     CLS_EXPERIMENT,
@@ -99,9 +93,9 @@ def test_load_store_reports_bad_index(tmp_path, cls_store):
         load_store(d)
 
 
-def test_write_json_atomic_sorted_and_stable(tmp_path):
+def test_write_json_sorted_and_stable(tmp_path):
     p = tmp_path / "sub" / "m.json"
-    write_json_atomic(p, {"b": np.float32(0.5), "a": [np.int64(1)]})
+    write_json(p, {"b": np.float32(0.5), "a": [np.int64(1)]})
     assert p.read_text() == '{\n  "a": [\n    1\n  ],\n  "b": 0.5\n}\n'
     assert [f.name for f in p.parent.iterdir()] == ["m.json"]  # no temp files left behind
 

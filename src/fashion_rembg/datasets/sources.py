@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigError, PipelineError
-from ..npy_io import atomic_file
+from ..atomic import atomic_file
 from .archives import safe_extract
 from .fetch import RawFile, download, verify
 from .own import own_names, plan_own

@@ -1,7 +1,6 @@
 """The prepared image store: images decoded once, at the working resolution, in one .npy."""
 from __future__ import annotations
 
-import json
 import os
 import struct
 import sys
@@ -11,9 +10,10 @@ import numpy as np
 import pandas as pd
 from PIL import Image, ImageOps
 
-from ..npy_io import explain_write_errors
+from ..atomic import explain_write_errors, write_json, write_tsv
 
 MANIFEST_COLUMNS = ["index", "id", "source", "split", "label", "label_idx", "note"]
+SPLITS = ("train", "val", "test")
 
 
 FITS = ("cover", "contain")
@@ -140,33 +140,15 @@ def npy_header(shape: tuple[int, ...], length: int | None = None) -> bytes:
     return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text
 
 
-def write_tsv(df: pd.DataFrame, path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    with explain_write_errors(path):
-        df.to_csv(tmp, sep="\t", index=False, lineterminator="\n")
-        os.replace(tmp, path)
-
-
-def write_json(obj, path: Path) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    with explain_write_errors(path):
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
-
-
 def write_store_tables(out_dir: Path, manifest_rows: list[dict], quarantine: list[dict], task: str,
                        classes: list[str]) -> pd.DataFrame:
     """manifest.tsv (rows in store order), quarantine.tsv and classes.json of a finished store."""
     out_dir = Path(out_dir)
     manifest = pd.DataFrame(manifest_rows, columns=MANIFEST_COLUMNS[1:])
     manifest.insert(0, "index", range(len(manifest)))
-    write_tsv(manifest, out_dir / "manifest.tsv")
-    write_tsv(pd.DataFrame(quarantine, columns=["source", "reason"]), out_dir / "quarantine.tsv")
-    write_json({"task": task, "classes": list(classes)}, out_dir / "classes.json")
+    write_tsv(out_dir / "manifest.tsv", manifest)
+    write_tsv(out_dir / "quarantine.tsv", pd.DataFrame(quarantine, columns=["source", "reason"]))
+    write_json(out_dir / "classes.json", {"task": task, "classes": list(classes)})
     announce_quarantine(out_dir, len(manifest), len(quarantine))
     return manifest
 
@@ -200,5 +182,24 @@ def split_counts(manifest: pd.DataFrame) -> dict[str, int]:
 
 
 def read_manifest(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, sep="\t", dtype={"id": str, "source": str, "label": str, "note": str},
-                       keep_default_na=False)
+    """Read ``manifest.tsv`` (columns per CONTRACTS.md), validating columns and splits."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"manifest not found: {path} (run the prepare step first)")
+    df = pd.read_csv(
+        path,
+        sep="\t",
+        dtype={"id": str, "source": str, "split": str, "label": str, "note": str},
+        keep_default_na=False,  # an empty label (segmentation) must stay "" not NaN
+    )
+    missing = [c for c in ("index", "id", "split", "label_idx") if c not in df.columns]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}; expected {', '.join(MANIFEST_COLUMNS)}")
+    bad = sorted(set(df["split"]) - set(SPLITS))
+    if bad:
+        raise ValueError(f"{path}: unknown split value(s) {bad}; allowed {list(SPLITS)}")
+    df["index"] = df["index"].astype(np.int64)
+    df["label_idx"] = df["label_idx"].astype(np.int64)
+    if df["index"].duplicated().any():
+        raise ValueError(f"{path}: duplicate values in column 'index'")
+    return df

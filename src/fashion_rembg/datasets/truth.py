@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from ..atomic import atomic_npy
 from ..errors import DataError
 from .store import fit_image, read_manifest
 
@@ -15,17 +16,12 @@ def prepare_truth(manifest: Path, truth_dir: Path, out_npy: Path, store_size: tu
     """`<truth_dir>/<source with .png>` for each manifest row → uint8 (N, H, W) 0/255, fitted like the images."""
     rows = read_manifest(manifest)
     height, width = store_size
-    out_npy = Path(out_npy)
-    tmp = out_npy.with_name(out_npy.stem + ".partial.npy")
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(rows), height, width))
-    for i, source in enumerate(rows["source"]):
-        path = Path(truth_dir) / Path(source).with_suffix(".png")
-        if not path.is_file():
-            raise DataError(f"true mask {path} missing for manifest row {i} ({source})")
-        with Image.open(path) as mask:
-            fitted = np.asarray(fit_image(mask.convert("L"), store_size, Image.Resampling.NEAREST, fit))
-        out[i] = np.where(fitted >= 128, 255, 0).astype(np.uint8)
-    out.flush()
-    del out
-    tmp.replace(out_npy)
+    with atomic_npy(Path(out_npy), (len(rows), height, width)) as out:
+        for i, source in enumerate(rows["source"]):
+            path = Path(truth_dir) / Path(source).with_suffix(".png")
+            if not path.is_file():
+                raise DataError(f"true mask {path} missing for manifest row {i} ({source})")
+            with Image.open(path) as mask:
+                fitted = np.asarray(fit_image(mask.convert("L"), store_size, Image.Resampling.NEAREST, fit))
+            out[i] = np.where(fitted >= 128, 255, 0).astype(np.uint8)
     return len(rows)

@@ -1,10 +1,11 @@
 """The oracle variant: true foreground masks used in place of rembg's, where they exist (demo)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
+
+from ..atomic import save_npy
 
 
 def write_oracle_masks(truth_npy: str | Path, masks_npy: str | Path) -> Path:
@@ -14,8 +15,5 @@ def write_oracle_masks(truth_npy: str | Path, masks_npy: str | Path) -> Path:
     if truth.dtype != np.uint8 or truth.ndim != 3:
         raise ValueError(f"{truth_npy}: expected uint8 true masks (N, H, W), got {truth.shape} {truth.dtype}")
     out = Path(masks_npy)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.partial.npy")
-    np.save(tmp, np.ascontiguousarray(truth))
-    os.replace(tmp, out)
+    save_npy(out, truth)
     return out

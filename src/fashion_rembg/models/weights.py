@@ -7,11 +7,10 @@ them: ``<torch_home>/hub/checkpoints/<file>``, so a populated TORCH_HOME works f
 """
 from __future__ import annotations
 
-import io
 import os
-import tempfile
 from pathlib import Path
 
+from ..atomic import save_torch
 from ..errors import ConfigError, PipelineError
 
 TORCHVISION_BASE_URL = "https://download.pytorch.org/models/"
@@ -187,14 +186,8 @@ def write_standin_weights(arch: str, path: str | Path, seed: int = 0) -> Path:
 
     torch.manual_seed(seed)
     model = torchvision.models.get_model(arch, weights=None, num_classes=1000)
-    buf = io.BytesIO()
-    torch.save(model.state_dict(), buf)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(buf.getvalue())
-    os.replace(tmp, path)
+    save_torch(path, model.state_dict())
     return path
 
 

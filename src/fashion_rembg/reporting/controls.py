@@ -178,7 +178,7 @@ def controls_markdown(table: pd.DataFrame) -> str:
 
 
 def write_controls(table: pd.DataFrame, csv_path: Path | str, md_path: Path | str) -> None:
-    from ..npy_io import atomic_file
+    from ..atomic import atomic_file
 
     with atomic_file(Path(csv_path)) as tmp:
         table.to_csv(tmp, index=False, float_format="%.6g")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..npy_io import atomic_file
+from ..atomic import atomic_file
 
 COLUMNS = ["dataset", "kept", "quarantined", "quarantined_pct", "top_reasons", "quarantine_file"]
 _SPECIFIC = re.compile(r"'[^']*'|\"[^\"]*\"|\S*/\S*|\d[\d,.]*")

@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..npy_io import atomic_npy
+from ..atomic import atomic_npy
 
 # Gaussian sigma of the "blur" fill, as a fraction of the longer image side:
 # strong enough to remove the background's structure, keep its colours.

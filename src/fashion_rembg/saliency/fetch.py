@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import time
 import urllib.request
 from pathlib import Path
 
+from ..atomic import atomic_file
 from ..errors import PipelineError
 from .registry import DERIVED_WEIGHTS, REMBG_WEIGHTS, weights_checksum, weights_url
 
@@ -37,16 +37,14 @@ def fetch_file(url: str, dest: Path, checksum: str, *, retries: int = 3, timeout
     """Download ``url`` to ``dest`` (atomic) when its ``algo:hex`` checksum matches; retry on failure."""
     dest = Path(dest)
     algo, expected = checksum.split(":", 1)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.with_name(f".{dest.name}.part{os.getpid()}")
     last = "no attempt made"
     for attempt in range(1, max(1, retries) + 1):
         try:
             start = time.perf_counter()
-            got = _download(url, tmp, algo, timeout)
-            if got != expected:
-                raise ValueError(f"{algo} {got} != published {expected} (truncated or changed download)")
-            os.replace(tmp, dest)
+            with atomic_file(dest) as tmp:
+                got = _download(url, tmp, algo, timeout)
+                if got != expected:
+                    raise ValueError(f"{algo} {got} != published {expected} (truncated or changed download)")
             seconds = time.perf_counter() - start
             log.info("fetched %s -> %s (%s ok, %.1f s, attempt %d)", url, dest, algo, seconds, attempt)
             return {"url": url, "path": str(dest), "checksum": checksum, "attempts": attempt,
@@ -56,9 +54,6 @@ def fetch_file(url: str, dest: Path, checksum: str, *, retries: int = 3, timeout
             log.warning("attempt %d/%d for %s failed: %s", attempt, retries, url, last)
             if attempt < retries:
                 time.sleep(backoff * attempt)
-        finally:
-            if tmp.exists():
-                tmp.unlink()
     raise FetchError(
         f"could not fetch {url} after {retries} attempt(s) ({last}); without network, download it on "
         f"another machine, check its {checksum} and place it at {dest}"
@@ -76,13 +71,8 @@ def convert_fp16(source: Path, dest: Path) -> dict:
             f"(`pip install 'rembg[fp16]'`), or place a converted file at {dest}"
         ) from None
     dest = Path(dest)
-    tmp = dest.with_name(f".{dest.name}.tmp{os.getpid()}")
-    try:
+    with atomic_file(dest) as tmp:
         onnx.save(float16.convert_float_to_float16(onnx.load(str(source)), keep_io_types=True), str(tmp))
-        os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return {"source": str(source), "path": str(dest), "converted": "float16"}
 
 

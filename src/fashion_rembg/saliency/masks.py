@@ -21,7 +21,7 @@ from typing import Iterator
 import numpy as np
 from PIL import Image
 
-from ..npy_io import atomic_npy
+from ..atomic import atomic_npy
 from .registry import CONTRACTS, MASK_OPTIONS, Contract
 
 log = logging.getLogger(__name__)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import platform
 import time
 from pathlib import Path
 
 import numpy as np
 
-from ..datasets.store import write_json
+from ..atomic import atomic_npy, write_json
 from ..errors import PipelineError
 
 log = logging.getLogger(__name__)
@@ -28,7 +27,7 @@ def plan_shards(images_npy, out_json, *, shard_size: int) -> dict:
     n = int(np.load(images_npy, mmap_mode="r").shape[0])
     shards = [[s, min(s + shard_size, n)] for s in range(0, n, shard_size)] or [[0, 0]]
     plan = {"images": n, "shard_size": shard_size, "shards": shards}
-    write_json(plan, Path(out_json))
+    write_json(Path(out_json), plan, allow_nan=True)
     return plan
 
 
@@ -106,7 +105,7 @@ def run_mask_shard(images_npy, masks_npy, info_json, *, start: int, stop: int, s
     if info["fallback"]:
         log.warning("requested %s but onnxruntime runs on %s", info["providers_requested"], info["provider"])
     log.info("shard %d-%d of %s: %s", start, stop, spec["name"], info)
-    write_json(info, Path(info_json))
+    write_json(Path(info_json), info, allow_nan=True)
     return info
 
 
@@ -144,26 +143,13 @@ def gather_masks(shard_npys, shard_jsons, images_npy, masks_npy, session_json) -
     if expect != n:
         raise ValueError(f"shards cover [0, {expect}) but {images_npy} holds {n} images; rerun the shard plan")
     masks_npy = Path(masks_npy)
-    masks_npy.parent.mkdir(parents=True, exist_ok=True)
-    tmp = masks_npy.with_name(f".{masks_npy.name}.tmp{os.getpid()}")
-    try:
-        if n == 0 or h == 0 or w == 0:
-            with open(tmp, "wb") as f:
-                np.save(f, np.empty((n, h, w), dtype=np.uint8))
-        else:
-            out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(n, h, w))
-            for i in order:
-                part = np.load(shard_npys[i], mmap_mode="r")
-                a, b = infos[i]["start"], infos[i]["stop"]
-                if part.shape != (b - a, h, w) or part.dtype != np.uint8:
-                    raise ValueError(f"{shard_npys[i]} is {part.dtype} {part.shape}, expected uint8 {(b - a, h, w)}")
-                out[a:b] = part
-            out.flush()
-            del out
-        os.replace(tmp, masks_npy)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_npy(masks_npy, (n, h, w)) as out:
+        for i in order:
+            part = np.load(shard_npys[i], mmap_mode="r")
+            a, b = infos[i]["start"], infos[i]["stop"]
+            if part.shape != (b - a, h, w) or part.dtype != np.uint8:
+                raise ValueError(f"{shard_npys[i]} is {part.dtype} {part.shape}, expected uint8 {(b - a, h, w)}")
+            out[a:b] = part
     first = infos[order[0]]
     seconds = sum(i["seconds"] for i in infos)
     providers = sorted({i["provider"] for i in infos})
@@ -183,7 +169,7 @@ def gather_masks(shard_npys, shard_jsons, images_npy, masks_npy, session_json) -
         "images_per_second": round(n / max(seconds, 1e-9), 3),
         "mask_bytes": int(masks_npy.stat().st_size),
     })
-    write_json(merged, Path(session_json))
+    write_json(Path(session_json), merged, allow_nan=True)
     log.info("gathered %d shards into %s (%d images, %s)", len(infos), masks_npy, n, merged["provider"])
     return merged
 
@@ -213,7 +199,7 @@ def write_quality(masks_npy, out_json, *, dataset: str, sod: str, truth_npy=None
         quality.update(g)
         log.info("garment recall %s/%s: %s", dataset, sod, quality["mean_garment_recall"])
     quality["per_image"] = per_image
-    write_json(json.loads(json.dumps(quality)), Path(out_json))
+    write_json(Path(out_json), json.loads(json.dumps(quality)), allow_nan=True)
     return quality
 
 

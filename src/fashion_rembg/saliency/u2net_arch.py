@@ -13,7 +13,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from ..npy_io import atomic_file
+from ..atomic import atomic_file
 
 
 def build_u2net(width: float = 1.0, seed: int = 0, *, small: bool = False):

@@ -11,28 +11,11 @@ import torch.nn.functional as F
 
 from fashion_rembg.evaluation.metrics import classification_metrics
 from fashion_rembg.models.classifiers import build_classifier
-from fashion_rembg.models.weights import weights_provenance
-from fashion_rembg.training.common import (
-    BatchFeeder,
-    TrainConfig,
-    _amp_dtype,
-    check_trained_classes,
-    cross_entry,
-    evaluate,
-    load_model_payload,
-    load_trained_model,
-    open_store,
-    pick_device,
-    require_keys,
-    same_test_rows,
-    seed_everything,
-    split_indices,
-    test_row_ids,
-    train_run,
-    write_evaluation,
-)
+from fashion_rembg.training.data import Store, open_store
+from fashion_rembg.training.loop import TrainConfig, require_keys
+from fashion_rembg.training.run import evaluate_task, train_task
 
-__all__ = ["REQUIRED_KEYS", "ClassificationOps", "evaluate_classifier", "train_classifier"]
+__all__ = ["REQUIRED_KEYS", "ClassificationOps", "ClassificationTask", "evaluate_classifier", "train_classifier"]
 
 REQUIRED_KEYS = (
     "id", "task", "dataset", "arch", "variant", "epochs", "batch_size", "lr", "optimizer",
@@ -95,38 +78,60 @@ class ClassificationOps:
         return _AccuracyTracker()
 
 
-def _labelled_store(images: Path, manifest: Path, classes: Path):
-    store = open_store(manifest, images, classes, task="classification")
-    names = store.classes
-    assert names is not None
-    df = store.manifest
-    bad = df[(df["label_idx"] < 0) | (df["label_idx"] >= len(names))]
-    if len(bad):
-        raise ValueError(
-            f"{manifest}: label_idx must lie in [0, {len(names)}) for classification "
-            f"(classes from {classes}); bad rows e.g. id={bad['id'].iloc[0]!r} label_idx={bad['label_idx'].iloc[0]}"
-        )
-    # Labels indexed by store row, so a batch's targets come from the same fancy index as its images.
-    labels = np.full(store.images.shape[0], -1, dtype=np.int64)
-    labels[df["index"].to_numpy()] = df["label_idx"].to_numpy()
-    return store, names, labels
+class ClassificationTask:
+    """The classification part of a run (a ``RunTask``): a labelled store, a classifier, logits out."""
 
+    name = "classification"
+    evaluate_name = "evaluate_classifier"
 
-def _model_builder(experiment: dict, num_classes: int, size: tuple[int, int], torch_home, init: str):
-    def build():
-        return build_classifier(
-            experiment["arch"],
-            num_classes,
-            width=experiment.get("width"),
-            blocks=experiment.get("blocks"),
-            batch_norm=experiment.get("batch_norm"),
-            dropout=experiment.get("dropout"),
-            image_size=size[0] if size[0] == size[1] else None,
-            init=init,
-            torch_home=torch_home,
-        )
+    def __init__(self, experiment: dict, seed: int, manifest: Path, classes: Path) -> None:
+        require_keys(experiment, REQUIRED_KEYS, task=self.name)
+        self.experiment = experiment
+        self.cfg = TrainConfig.from_experiment(experiment, seed)
+        self.manifest, self.classes = manifest, classes
+        self.inputs = (manifest, classes)
 
-    return build
+    def open(self, images: Path, *, training: bool) -> tuple[Store, list[str], np.ndarray]:
+        store = open_store(self.manifest, images, self.classes, task=self.name)
+        names = store.classes
+        assert names is not None
+        df = store.manifest
+        bad = df[(df["label_idx"] < 0) | (df["label_idx"] >= len(names))]
+        if len(bad):
+            raise ValueError(
+                f"{self.manifest}: label_idx must lie in [0, {len(names)}) for classification (classes from "
+                f"{self.classes}); bad rows e.g. id={bad['id'].iloc[0]!r} label_idx={bad['label_idx'].iloc[0]}"
+            )
+        # Labels indexed by store row, so a batch's targets come from the same fancy index as its images.
+        labels = np.full(store.images.shape[0], -1, dtype=np.int64)
+        labels[df["index"].to_numpy()] = df["label_idx"].to_numpy()
+        return store, names, labels
+
+    def model_builder(self, names: list[str], store: Store, *, init: str, torch_home):
+        experiment = self.experiment
+        size = self.cfg.input_size or tuple(store.images.shape[1:3])
+
+        def build():
+            return build_classifier(
+                experiment["arch"],
+                len(names),
+                width=experiment.get("width"),
+                blocks=experiment.get("blocks"),
+                batch_norm=experiment.get("batch_norm"),
+                dropout=experiment.get("dropout"),
+                image_size=size[0] if size[0] == size[1] else None,
+                init=init,
+                torch_home=torch_home,
+            )
+
+        return build
+
+    def ops(self, names: list[str], *, evaluation: bool) -> ClassificationOps:
+        return ClassificationOps(self.cfg.label_smoothing)
+
+    def test_outputs(self, tracker: _LogitTracker, names: list[str], key: str):
+        logits, labels, order = tracker.arrays()
+        return classification_metrics(logits, labels, len(names)), order, {f"logits_{key}": logits}, {"labels": labels}
 
 
 def train_classifier(
@@ -146,28 +151,9 @@ def train_classifier(
     accuracy. Writes ``model_out`` (best weights + best epoch, CONTRACTS.md) and ``history_out``.
     With ``checkpoint_dir`` the state is saved every epoch and a rerun resumes from it.
     """
-    require_keys(experiment, REQUIRED_KEYS, task="classification")
-    cfg = TrainConfig.from_experiment(experiment, seed)
-    store, names, labels = _labelled_store(images, manifest, classes)
-    size = cfg.input_size or tuple(store.images.shape[1:3])
-    init = experiment.get("init", "scratch")
-    return train_run(
-        experiment=experiment,
-        seed=seed,
-        threads=threads,
-        images=store.images,
-        targets=labels,
-        manifest=store.manifest,
-        manifest_path=manifest,
-        classes=names,
-        build_model=_model_builder(experiment, len(names), size, torch_home, init),
-        ops=ClassificationOps(cfg.label_smoothing),
-        model_out=model_out,
-        history_out=history_out,
-        checkpoint_dir=checkpoint_dir,
-        fingerprint_inputs=[images, manifest, classes],
-        pretrained=weights_provenance(experiment, torch_home) if init == "imagenet" else None,
-    )
+    return train_task(ClassificationTask(experiment, seed, manifest, classes), images=images, model_out=model_out,
+                      history_out=history_out, experiment=experiment, seed=seed, threads=threads,
+                      checkpoint_dir=checkpoint_dir, torch_home=torch_home)  # fmt: skip
 
 
 def evaluate_classifier(
@@ -182,37 +168,10 @@ def evaluate_classifier(
     seed: int,
     threads: int = 1,
 ) -> dict:
-    """Evaluate a trained model on the test split of every image condition.
-
-    ``conditions``: dicts with ``key``, ``variant``, ``sod``, ``fill``, ``images``; the first is the
-    model's own training condition, whose metrics are ``metrics`` in metrics.json; all of them
-    (train-on-X/test-on-Y) are listed under ``cross``. ``predictions_out`` holds ``ids``,
-    ``labels``, ``conditions`` and ``logits_<key>`` per condition.
+    """Evaluate a trained model on the test split of every image condition (first = its own, see
+    ``run.evaluate_task``). ``predictions_out`` holds ``ids``, ``labels``, ``conditions`` and
+    ``logits_<key>`` per condition.
     """
-    require_keys(experiment, REQUIRED_KEYS, task="classification")
-    if not conditions:
-        raise ValueError("evaluate_classifier: no test conditions given")
-    cfg = TrainConfig.from_experiment(experiment, seed)
-    payload = load_model_payload(model)
-    seed_everything(seed, threads)
-    device = pick_device()
-    net, names, ids_ref, labels_ref = None, None, None, None
-    cross, arrays = [], {}
-    for cond in conditions:
-        store, names, labels = _labelled_store(Path(cond["images"]), manifest, classes)
-        check_trained_classes(payload, names, model, classes)
-        size = cfg.input_size or tuple(store.images.shape[1:3])
-        if net is None:
-            net = load_trained_model(payload, _model_builder(experiment, len(names), size, None, "scratch"), device)
-        rows = split_indices(store.manifest, "test", source=str(manifest))
-        feeder = BatchFeeder(store.images, labels, rows, batch_size=cfg.batch_size, device=device, input_size=size)
-        _, tracker = evaluate(net, feeder, ClassificationOps(cfg.label_smoothing), _amp_dtype(device, cfg.amp))
-        logits, y, order = tracker.arrays()
-        cross.append(cross_entry(cond, classification_metrics(logits, y, len(names))))
-        arrays[f"logits_{cond['key']}"] = logits
-        ids_ref = same_test_rows(ids_ref, test_row_ids(store.manifest, order), conditions, cond)
-        labels_ref = y if labels_ref is None else labels_ref
-    result = write_evaluation(experiment=experiment, seed=seed, payload=payload, device=device, names=names,
-                              cross=cross, conditions=conditions, metrics_out=metrics_out,
-                              predictions_out=predictions_out, ids=ids_ref, labels=labels_ref, **arrays)
-    return result
+    return evaluate_task(ClassificationTask(experiment, seed, manifest, classes), model=model, conditions=conditions,
+                         metrics_out=metrics_out, predictions_out=predictions_out, experiment=experiment, seed=seed,
+                         threads=threads)  # fmt: skip

@@ -12,28 +12,11 @@ import torch.nn.functional as F
 
 from fashion_rembg.evaluation.metrics import miou_of_confusions, segmentation_metrics
 from fashion_rembg.models.segmenters import build_segmenter
-from fashion_rembg.models.weights import weights_provenance
-from fashion_rembg.training.common import (
-    BatchFeeder,
-    TrainConfig,
-    _amp_dtype,
-    check_trained_classes,
-    cross_entry,
-    evaluate,
-    load_model_payload,
-    load_trained_model,
-    open_store,
-    pick_device,
-    require_keys,
-    same_test_rows,
-    seed_everything,
-    split_indices,
-    test_row_ids,
-    train_run,
-    write_evaluation,
-)
+from fashion_rembg.training.data import Store, open_store, split_indices
+from fashion_rembg.training.loop import TrainConfig, require_keys
+from fashion_rembg.training.run import evaluate_task, train_task
 
-__all__ = ["REQUIRED_KEYS", "SegmentationOps", "evaluate_segmenter", "train_segmenter"]
+__all__ = ["REQUIRED_KEYS", "SegmentationOps", "SegmentationTask", "evaluate_segmenter", "train_segmenter"]
 
 REQUIRED_KEYS = (
     "id", "task", "dataset", "arch", "variant", "encoder", "epochs", "batch_size", "lr",
@@ -101,33 +84,60 @@ class SegmentationOps:
         return _ConfusionTracker(len(self.names), self.names)
 
 
-def _segmentation_store(images: Path, classmaps: Path, manifest: Path, classes: Path, size=None):
-    store = open_store(manifest, images, classes, classmaps, task="segmentation")
-    names, cmaps = store.classes, store.classmaps
-    assert names is not None and cmaps is not None
-    h, w = size or store.images.shape[1:3]
-    if h % _STRIDE or w % _STRIDE:
-        raise ValueError(
-            f"{images}: segmentation needs image height and width divisible by {_STRIDE}, got {h}x{w}; "
-            "choose a store_size (or input_size) that is a multiple of 32"
-        )
-    return store, names, cmaps
+class SegmentationTask:
+    """The segmentation part of a run (a ``RunTask``): a store with class maps, a segmenter, class
+    maps and per-image confusions out."""
 
+    name = "segmentation"
+    evaluate_name = "evaluate_segmenter"
 
-def _check_class_maps(store, cmaps, names, classmaps, classes, manifest) -> None:
-    # Out-of-range class indices would make cross-entropy fail with an opaque device assert.
-    for split in ("train", "val", "test"):
-        rows = np.sort(split_indices(store.manifest, split, source=str(manifest)))
-        top = max(int(cmaps[rows[i : i + 256]].max()) for i in range(0, len(rows), 256))
-        if top >= len(names):
-            raise ValueError(f"{classmaps}: {split} class maps contain index {top} but {classes} lists {len(names)} classes")
+    def __init__(self, experiment: dict, seed: int, classmaps: Path, manifest: Path, classes: Path) -> None:
+        require_keys(experiment, REQUIRED_KEYS, task=self.name)
+        self.experiment = experiment
+        self.cfg = TrainConfig.from_experiment(experiment, seed)
+        self.classmaps, self.manifest, self.classes = classmaps, manifest, classes
+        self.inputs = (classmaps, manifest, classes)
 
+    def open(self, images: Path, *, training: bool) -> tuple[Store, list[str], np.ndarray]:
+        store = open_store(self.manifest, images, self.classes, self.classmaps, task=self.name)
+        names, cmaps = store.classes, store.classmaps
+        assert names is not None and cmaps is not None
+        h, w = self.cfg.input_size or store.images.shape[1:3]
+        if h % _STRIDE or w % _STRIDE:
+            raise ValueError(
+                f"{images}: segmentation needs image height and width divisible by {_STRIDE}, got {h}x{w}; "
+                "choose a store_size (or input_size) that is a multiple of 32"
+            )
+        if training:
+            self._check_class_maps(store, cmaps, names)
+        return store, names, cmaps
 
-def _model_builder(experiment: dict, num_classes: int, torch_home, init: str):
-    def build():
-        return build_segmenter(experiment["arch"], experiment["encoder"], num_classes, init=init, torch_home=torch_home)
+    def _check_class_maps(self, store: Store, cmaps: np.ndarray, names: list[str]) -> None:
+        # Out-of-range class indices would make cross-entropy fail with an opaque device assert.
+        for split in ("train", "val", "test"):
+            rows = np.sort(split_indices(store.manifest, split, source=str(self.manifest)))
+            top = max(int(cmaps[rows[i : i + 256]].max()) for i in range(0, len(rows), 256))
+            if top >= len(names):
+                raise ValueError(f"{self.classmaps}: {split} class maps contain index {top} but {self.classes} "
+                                 f"lists {len(names)} classes")  # fmt: skip
 
-    return build
+    def model_builder(self, names: list[str], store: Store, *, init: str, torch_home):
+        experiment = self.experiment
+
+        def build():
+            return build_segmenter(experiment["arch"], experiment["encoder"], len(names), init=init,
+                                   torch_home=torch_home)  # fmt: skip
+
+        return build
+
+    def ops(self, names: list[str], *, evaluation: bool) -> SegmentationOps:
+        # Predicted maps are kept only for the test pass (predictions.npz), not every epoch.
+        return SegmentationOps(names, keep_predictions=evaluation)
+
+    def test_outputs(self, tracker: _ConfusionTracker, names: list[str], key: str):
+        arrays = {f"predictions_{key}": np.concatenate(tracker.predictions)}
+        arrays[f"confusion_{key}"], arrays[f"iou_{key}"] = tracker.per_image()
+        return tracker.metrics(), np.concatenate(tracker.rows), arrays, {}
 
 
 def train_segmenter(
@@ -148,28 +158,9 @@ def train_segmenter(
     the best epoch on val mIoU. Writes ``model_out`` and ``history_out`` (score = mIoU); with
     ``checkpoint_dir`` a rerun resumes from the last finished epoch.
     """
-    require_keys(experiment, REQUIRED_KEYS, task="segmentation")
-    cfg = TrainConfig.from_experiment(experiment, seed)
-    store, names, cmaps = _segmentation_store(images, classmaps, manifest, classes, cfg.input_size)
-    _check_class_maps(store, cmaps, names, classmaps, classes, manifest)
-    init = experiment.get("init", "scratch")
-    return train_run(
-        experiment=experiment,
-        seed=seed,
-        threads=threads,
-        images=store.images,
-        targets=cmaps,  # indexed by store row like the images, so flips/crops move both
-        manifest=store.manifest,
-        manifest_path=manifest,
-        classes=names,
-        build_model=_model_builder(experiment, len(names), torch_home, init),
-        ops=SegmentationOps(names),
-        model_out=model_out,
-        history_out=history_out,
-        checkpoint_dir=checkpoint_dir,
-        fingerprint_inputs=[images, classmaps, manifest, classes],
-        pretrained=weights_provenance(experiment, torch_home) if init == "imagenet" else None,
-    )
+    task = SegmentationTask(experiment, seed, classmaps, manifest, classes)
+    return train_task(task, images=images, model_out=model_out, history_out=history_out, experiment=experiment,
+                      seed=seed, threads=threads, checkpoint_dir=checkpoint_dir, torch_home=torch_home)  # fmt: skip
 
 
 def evaluate_segmenter(
@@ -185,35 +176,12 @@ def evaluate_segmenter(
     seed: int,
     threads: int = 1,
 ) -> dict:
-    """Evaluate a trained segmenter on the test split of every image condition (first = its own).
-
-    metrics.json: ``metrics`` on the own condition (+ best epoch), ``cross`` for all conditions;
-    predictions.npz: ``ids``, ``conditions`` and per condition ``predictions_<key>`` (uint8 class maps),
-    ``confusion_<key>`` (per-image pixel confusion matrices) and ``iou_<key>`` (per-image mean IoU).
+    """Evaluate a trained segmenter on the test split of every image condition (first = its own,
+    see ``run.evaluate_task``). predictions.npz: ``ids``, ``conditions`` and per condition
+    ``predictions_<key>`` (uint8 class maps), ``confusion_<key>`` (per-image pixel confusion
+    matrices) and ``iou_<key>`` (per-image mean IoU).
     """
-    require_keys(experiment, REQUIRED_KEYS, task="segmentation")
-    if not conditions:
-        raise ValueError("evaluate_segmenter: no test conditions given")
-    cfg = TrainConfig.from_experiment(experiment, seed)
-    payload = load_model_payload(model)
-    seed_everything(seed, threads)
-    device = pick_device()
-    net, names, ids_ref = None, None, None
-    cross, arrays = [], {}
-    for cond in conditions:
-        store, names, cmaps = _segmentation_store(Path(cond["images"]), classmaps, manifest, classes, cfg.input_size)
-        check_trained_classes(payload, names, model, classes)
-        if net is None:
-            net = load_trained_model(payload, _model_builder(experiment, len(names), None, "scratch"), device)
-        rows = split_indices(store.manifest, "test", source=str(manifest))
-        feeder = BatchFeeder(store.images, cmaps, rows, batch_size=cfg.batch_size, device=device,
-                             input_size=cfg.input_size)  # fmt: skip
-        _, tracker = evaluate(net, feeder, SegmentationOps(names, keep_predictions=True), _amp_dtype(device, cfg.amp))
-        cross.append(cross_entry(cond, tracker.metrics()))
-        arrays[f"predictions_{cond['key']}"] = np.concatenate(tracker.predictions)
-        arrays[f"confusion_{cond['key']}"], arrays[f"iou_{cond['key']}"] = tracker.per_image()
-        ids_ref = same_test_rows(ids_ref, test_row_ids(store.manifest, np.concatenate(tracker.rows)), conditions, cond)
-    result = write_evaluation(experiment=experiment, seed=seed, payload=payload, device=device, names=names,
-                              cross=cross, conditions=conditions, metrics_out=metrics_out,
-                              predictions_out=predictions_out, ids=ids_ref, **arrays)
-    return result
+    task = SegmentationTask(experiment, seed, classmaps, manifest, classes)
+    return evaluate_task(task, model=model, conditions=conditions, metrics_out=metrics_out,
+                         predictions_out=predictions_out, experiment=experiment, seed=seed,
+                         threads=threads)  # fmt: skip

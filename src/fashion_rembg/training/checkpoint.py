@@ -1,0 +1,136 @@
+"""Checkpoints and model files (like timm's ``CheckpointSaver``, one file per run): the job
+fingerprint, the per-epoch resumable checkpoint, and the trained-model payload.
+
+Both are written atomically and read with ``weights_only=True``: nothing read back can run code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from fashion_rembg.atomic import write_bytes, write_json
+from fashion_rembg.training.loop import TRAIN_STATE_KEYS, TrainState
+
+__all__ = ["CHECKPOINT_NAME", "Checkpointer", "input_fingerprint", "load_model_payload", "model_payload"]
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_NAME = "last.pt"
+
+
+def input_fingerprint(experiment: dict, seed: int, inputs: Sequence[Path | str | None]) -> str:
+    """Identity of a training job: its spec, seed and input files (size, mtime). A checkpoint is
+    only resumed by the same job on the same inputs; a rerun after new inputs starts over."""
+    files = []
+    for p in inputs:
+        if p is None:
+            continue
+        st = Path(p).stat()
+        files.append([str(p), st.st_size, st.st_mtime_ns])
+    text = json.dumps({"experiment": experiment, "seed": int(seed), "inputs": files}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class Checkpointer:
+    """``<directory>/last.pt``: the TrainState after the last finished epoch, written atomically,
+    plus ``last.json``: a plain-JSON sidecar with the job fingerprint and the .pt file's sha256.
+
+    It lives outside the job's declared outputs (Snakemake deletes those when a job fails), so a
+    rerun after a crash or ``kill -9`` resumes from it. Removed once the job's outputs exist.
+    The .pt file is only opened when the sidecar matches this job and the file's hash, and then
+    with ``weights_only=True``: a file planted at that path can never run code.
+    """
+
+    def __init__(self, directory: Path | str, fingerprint: str) -> None:
+        self.path = Path(directory) / CHECKPOINT_NAME
+        self.sidecar = self.path.with_suffix(".json")
+        self.fingerprint = fingerprint
+
+    def save(self, state: TrainState) -> None:
+        buf = io.BytesIO()
+        torch.save(state.state_dict(), buf)
+        data = buf.getvalue()
+        # .pt first: a crash between the two writes leaves a sidecar whose hash no longer matches.
+        write_bytes(self.path, data)
+        write_json(self.sidecar, {"fingerprint": self.fingerprint, "sha256": hashlib.sha256(data).hexdigest(),
+                                         "bytes": len(data), "epoch": state.epoch})  # fmt: skip
+
+    def _start_over(self, why: str) -> bool:
+        log.warning("not resuming from checkpoint %s: %s; starting over from epoch 1", self.path, why)
+        return False
+
+    def restore(self, state: TrainState) -> bool:
+        if not self.path.is_file():
+            return False
+        try:
+            meta = json.loads(self.sidecar.read_text())
+            fingerprint, digest, size = meta["fingerprint"], meta["sha256"], int(meta["bytes"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            return self._start_over(f"its sidecar {self.sidecar.name} is missing or unreadable ({exc})")
+        if fingerprint != self.fingerprint:
+            return self._start_over("it belongs to other settings or inputs")
+        if self.path.stat().st_size != size:  # checked before reading: it could be any (huge) file
+            return self._start_over(f"its size differs from the {size} bytes in {self.sidecar.name}")
+        data = self.path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != digest:
+            return self._start_over(f"its sha256 does not match {self.sidecar.name} (modified or not written by this pipeline)")
+        try:
+            payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any foreign content: refuse it, never execute it
+            return self._start_over(f"it holds more than tensors and plain values ({type(exc).__name__})")
+        missing = sorted(TRAIN_STATE_KEYS - set(payload)) if isinstance(payload, dict) else ["(not a dict)"]
+        if missing:
+            return self._start_over(f"it is not a training state (missing {missing})")
+        try:
+            state.load_state_dict(payload)
+        except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+            # Half-applied by now: continuing would not be a fresh start either.
+            raise RuntimeError(f"checkpoint {self.path} matches this job but does not fit its model ({exc}); "
+                               f"delete {self.path.parent} and rerun") from exc  # fmt: skip
+        log.info("resumed from %s after epoch %d", self.path, state.epoch)
+        return True
+
+    def clear(self) -> None:
+        self.path.unlink(missing_ok=True)
+        self.sidecar.unlink(missing_ok=True)
+        try:
+            self.path.parent.rmdir()
+        except OSError:
+            pass
+
+
+# --------------------------------------------------------------------------- model files
+
+
+def model_payload(state: TrainState, experiment: dict, seed: int, classes: list[str], device: torch.device,
+                  pretrained: dict | None = None) -> dict:
+    payload = {
+        "state_dict": state.best_weights,
+        "best_epoch": state.best_epoch,
+        "epochs_run": state.epoch,
+        "stopped_early": state.stopped_early,
+        "train_device": device.type,
+        "experiment": dict(experiment),
+        "seed": int(seed),
+        "classes": list(classes),
+    }
+    if pretrained is not None:  # init: imagenet only, so scratch model files keep their bytes
+        payload["pretrained"] = dict(pretrained)
+    return payload
+
+
+def load_model_payload(path: Path | str) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path} (run the training job first)")
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(payload, dict) or "state_dict" not in payload:
+        raise ValueError(f"{path}: not a fashion-rembg model file (expected a dict with 'state_dict')")
+    return payload
