@@ -15,7 +15,7 @@ from fashion_rembg.datasets import fetch as fetch_module
 from fashion_rembg.datasets.fetch import Ledger, RawFile, download, verify
 from fashion_rembg.datasets.sources import check_file, missing_messages, plan, raw_file
 from fashion_rembg.errors import DataError
-from fashion_rembg.workflow_paths import check_sources
+from fashion_rembg.preflight import check_sources
 
 from raw_fixtures import make_fs14, pack
 

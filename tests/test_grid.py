@@ -12,15 +12,13 @@ from snakemake.utils import validate
 
 from fashion_rembg.config import (
     AUGMENTATIONS,
-    condition_images,
+    evaluation_conditions,
     expand_task,
     experiment_runs,
     experiment_table,
-    missing_pretrained,
-    pretrained_file,
-    standin_weights,
-    evaluation_conditions,
 )
+from fashion_rembg.paths import condition_images, pretrained_file
+from fashion_rembg.preflight import missing_pretrained, standin_weights
 from fashion_rembg.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]

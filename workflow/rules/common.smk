@@ -5,17 +5,12 @@ import sys
 
 from snakemake.utils import validate
 
+from fashion_rembg.choices import BUILTIN_DATASETS, FILLS, TASKS as ALL_TASKS
 from fashion_rembg.config import (
-    condition_images,
     control_runs,
+    evaluation_conditions,
     experiment_runs,
     experiment_table,
-    file_pattern,
-    missing_pretrained,
-    pretrained_file,
-    pretrained_files,
-    standin_weights,
-    evaluation_conditions,
 )
 from fashion_rembg.controls import PREFIX as CONTROL_PREFIX
 from fashion_rembg.controls import control_datasets, control_plans
@@ -23,19 +18,29 @@ from fashion_rembg.controls import variants as control_variants
 from fashion_rembg.controls import generator_settings as control_generator_settings
 from fashion_rembg.datasets.own import own_datasets
 from fashion_rembg.errors import PipelineError
-from fashion_rembg.workflow_paths import (
+from fashion_rembg import paths
+from fashion_rembg.paths import (
     REMBG_SOD_PATTERN,
-    check_sources,
+    condition_images,
     fetch_inputs,
+    file_pattern,
     mask_run_settings,
+    pretrained_file,
+    pretrained_files,
     quality_inputs,
     rembg_model_pattern,
     shard_paths,
     sod_model_path,
     sod_spec,
-    standin_models,
-    validate_saliency,
 )
+from fashion_rembg.preflight import (
+    check_custom_contracts,
+    check_sources,
+    missing_pretrained,
+    standin_models,
+    standin_weights,
+)
+from fashion_rembg.saliency.registry import validate_saliency
 
 
 validate(config, schema="../schemas/config.schema.yaml")
@@ -55,6 +60,7 @@ try:
     FETCH_WEIGHTS = [p for p in pretrained_files(config) if p not in STANDIN_WEIGHTS and not os.path.isfile(p)]
     STANDIN_MODELS = standin_models(config)
     SOD_SPECS = validate_saliency(config)
+    check_custom_contracts(config)  # a custom ONNX model whose input shape contradicts its contract
     for _problem in check_sources(config) + missing_pretrained(config):
         print(f"fashion-rembg: {_problem}", file=sys.stderr)
 except PipelineError as err:

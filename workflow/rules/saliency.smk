@@ -1,6 +1,6 @@
 # Saliency masks with rembg (the study's independent variable) and rembg composites.
 # {sod} names a mask set (rembg model + mask options; fashion_rembg.saliency.registry).
-from fashion_rembg.workflow_paths import photo_mask_inputs, photo_mask_settings
+from fashion_rembg.paths import photo_mask_inputs, photo_mask_settings
 
 
 rule train_standin_sod:

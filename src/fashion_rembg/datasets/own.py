@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..choices import check_name
 from ..errors import ConfigError
 
 # kind → the task its store serves
@@ -51,8 +52,6 @@ def _fraction(value, where: str) -> float:
 
 def own_entry(name: str, entry: dict) -> dict:
     """One entry checked and completed with its defaults (ConfigError naming the key)."""
-    from ..config import check_name
-
     where = f"datasets.{name}"
     check_name(name, where)
     if name.startswith(RESERVED_PREFIX):
@@ -150,12 +149,11 @@ def list_paths(root: str, split_lists: dict | None) -> dict[str, str]:
     return {split: str(Path(root) / path) for split, path in (split_lists or {}).items()}
 
 
-def plan_own(config: dict, name: str):
-    """The prepare inputs of an own dataset; a layout problem raises (a used dataset) or is listed."""
-    from .sources import DatasetPlan, used_datasets
-
+def plan_own(config: dict, name: str, plan, used: set[str]):
+    """Fill `plan` (a sources.DatasetPlan, passed in so this module need not import sources, which
+    imports it) with the prepare inputs of an own dataset; a layout problem raises when the dataset
+    is in `used`, else it is listed."""
     entry = config["datasets"][name]
-    plan = DatasetPlan(name)
     if entry["kind"] == "imagefolder":
         problem = imagefolder_problem(name, Path(entry["root"]))
         plan.inputs["root"] = entry["root"]
@@ -168,7 +166,7 @@ def plan_own(config: dict, name: str):
         problem = coco_problem(name, entry)
         plan.inputs.update(annotations=entry["annotations"], images=entry["images"])
     if problem:
-        if name in used_datasets(config):
+        if name in used:
             raise ConfigError(problem)
         plan.missing.append(problem)
     return plan

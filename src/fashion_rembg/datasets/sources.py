@@ -193,7 +193,7 @@ def plan(config: dict) -> dict[str, DatasetPlan]:
     for name in sorted(used_datasets(config) - set(configured)):
         raise ConfigError(f"a task uses {name}, but datasets.{name} is not configured (see config/paper.yaml)")
     plans = {name: PLANNERS[name](config) for name in DATASETS if name in configured}
-    return plans | {name: plan_own(config, name) for name in own_names(config)}
+    return plans | {name: plan_own(config, name, DatasetPlan(name), used_datasets(config)) for name in own_names(config)}
 
 
 def used_datasets(config: dict) -> set[str]:
