@@ -31,8 +31,13 @@ def store(dataset: str, name: str) -> str:
 
 
 def mask_set(dataset: str, sod: str, name: str = "masks.npy") -> str:
-    """A mask set's file: masks.npy, session.json, quality.json, shards.json (sod None: the dataset's plan)."""
-    return f"{RESULTS}/saliency/{dataset}/{name}" if sod is None else f"{RESULTS}/saliency/{dataset}/{sod}/{name}"
+    """A mask set's file: masks.npy, session.json, quality.json (sod 'oracle': the true masks)."""
+    return f"{RESULTS}/saliency/{dataset}/{sod}/{name}"
+
+
+def shard_plan(dataset: str) -> str:
+    """The shards every mask set of a dataset is computed in (the saliency_plan checkpoint)."""
+    return f"{RESULTS}/saliency/{dataset}/shards.json"
 
 
 def mask_shard(dataset: str, sod: str, start, stop, ext: str) -> str:

@@ -65,10 +65,10 @@ rule prepare_control:
     input:
         unpack(lambda wildcards: SOURCES[CONTROL_PREFIX + wildcards.control].inputs),
     output:
-        manifest=f"results/data/{CONTROL_PREFIX}{{control}}/manifest.tsv",
-        quarantine=f"results/data/{CONTROL_PREFIX}{{control}}/quarantine.tsv",
-        classes=f"results/data/{CONTROL_PREFIX}{{control}}/classes.json",
-        images=f"results/data/{CONTROL_PREFIX}{{control}}/images.npy",
+        manifest=paths.store(CONTROL_PREFIX + "{control}", "manifest.tsv"),
+        quarantine=paths.store(CONTROL_PREFIX + "{control}", "quarantine.tsv"),
+        classes=paths.store(CONTROL_PREFIX + "{control}", "classes.json"),
+        images=paths.store(CONTROL_PREFIX + "{control}", "images.npy"),
     params:
         # control-<name> entries carry fashionstyle14's store settings (fashion_rembg.controls)
         store_size=lambda wildcards: DATASET_CONFIG[CONTROL_PREFIX + wildcards.control]["store_size"],
@@ -145,10 +145,10 @@ if "fashionstyle14" in SOURCES:
         input:
             **SOURCES["fashionstyle14"].inputs,
         output:
-            manifest="results/data/fashionstyle14/manifest.tsv",
-            quarantine="results/data/fashionstyle14/quarantine.tsv",
-            classes="results/data/fashionstyle14/classes.json",
-            images="results/data/fashionstyle14/images.npy",
+            manifest=paths.store("fashionstyle14", "manifest.tsv"),
+            quarantine=paths.store("fashionstyle14", "quarantine.tsv"),
+            classes=paths.store("fashionstyle14", "classes.json"),
+            images=paths.store("fashionstyle14", "images.npy"),
         params:
             store_size=DATASET_CONFIG["fashionstyle14"]["store_size"],
             fit=DATASET_CONFIG["fashionstyle14"]["fit"],
@@ -169,11 +169,11 @@ if "modanet" in SOURCES:
         input:
             **SOURCES["modanet"].inputs,
         output:
-            manifest="results/data/modanet/manifest.tsv",
-            quarantine="results/data/modanet/quarantine.tsv",
-            classes="results/data/modanet/classes.json",
-            images="results/data/modanet/images.npy",
-            classmaps="results/data/modanet/classmaps.npy",
+            manifest=paths.store("modanet", "manifest.tsv"),
+            quarantine=paths.store("modanet", "quarantine.tsv"),
+            classes=paths.store("modanet", "classes.json"),
+            images=paths.store("modanet", "images.npy"),
+            classmaps=paths.store("modanet", "classmaps.npy"),
         params:
             store_size=DATASET_CONFIG["modanet"]["store_size"],
             fit=DATASET_CONFIG["modanet"]["fit"],
@@ -195,11 +195,11 @@ if "fashionpedia" in SOURCES:
         input:
             **SOURCES["fashionpedia"].inputs,
         output:
-            manifest="results/data/fashionpedia/manifest.tsv",
-            quarantine="results/data/fashionpedia/quarantine.tsv",
-            classes="results/data/fashionpedia/classes.json",
-            images="results/data/fashionpedia/images.npy",
-            classmaps="results/data/fashionpedia/classmaps.npy",
+            manifest=paths.store("fashionpedia", "manifest.tsv"),
+            quarantine=paths.store("fashionpedia", "quarantine.tsv"),
+            classes=paths.store("fashionpedia", "classes.json"),
+            images=paths.store("fashionpedia", "images.npy"),
+            classmaps=paths.store("fashionpedia", "classmaps.npy"),
         params:
             store_size=DATASET_CONFIG["fashionpedia"]["store_size"],
             fit=DATASET_CONFIG["fashionpedia"]["fit"],
@@ -221,10 +221,10 @@ rule prepare_imagefolder:
     input:
         unpack(lambda wildcards: SOURCES[wildcards.dataset].inputs),
     output:
-        manifest="results/data/{dataset}/manifest.tsv",
-        quarantine="results/data/{dataset}/quarantine.tsv",
-        classes="results/data/{dataset}/classes.json",
-        images="results/data/{dataset}/images.npy",
+        manifest=paths.store("{dataset}", "manifest.tsv"),
+        quarantine=paths.store("{dataset}", "quarantine.tsv"),
+        classes=paths.store("{dataset}", "classes.json"),
+        images=paths.store("{dataset}", "images.npy"),
     wildcard_constraints:
         dataset=own_of_kind("imagefolder"),
     params:
@@ -245,11 +245,11 @@ rule prepare_coco:
     input:
         unpack(lambda wildcards: SOURCES[wildcards.dataset].inputs),
     output:
-        manifest="results/data/{dataset}/manifest.tsv",
-        quarantine="results/data/{dataset}/quarantine.tsv",
-        classes="results/data/{dataset}/classes.json",
-        images="results/data/{dataset}/images.npy",
-        classmaps="results/data/{dataset}/classmaps.npy",
+        manifest=paths.store("{dataset}", "manifest.tsv"),
+        quarantine=paths.store("{dataset}", "quarantine.tsv"),
+        classes=paths.store("{dataset}", "classes.json"),
+        images=paths.store("{dataset}", "images.npy"),
+        classmaps=paths.store("{dataset}", "classmaps.npy"),
     wildcard_constraints:
         dataset=own_of_kind("coco"),
     params:
@@ -269,9 +269,9 @@ rule prepare_truth:
     """True foreground masks aligned with a store (demo), to measure rembg mask quality."""
     input:
         demo_marker_if_truth,
-        manifest="results/data/{dataset}/manifest.tsv",
+        manifest=paths.store("{dataset}", "manifest.tsv"),
     output:
-        "results/data/{dataset}/truth.npy",
+        paths.store("{dataset}", "truth.npy"),
     params:
         truth_dir=truth_dir,
         store_size=store_size,

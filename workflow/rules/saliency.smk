@@ -3,56 +3,12 @@
 from fashion_rembg.paths import photo_mask_inputs, photo_mask_settings
 
 
-rule train_standin_sod:
-    """Demo only: rembg weights cannot be downloaded, so train a small saliency network on the
-    demo's saliency set and export it (u2net contract) into the rembg model home."""
-    input:
-        f"{DEMO_DIR}/demo_info.json",
-    output:
-        f"{MODEL_HOME}/{{standin}}.onnx",
-    wildcard_constraints:
-        standin="|".join(STANDIN_MODELS) or "NO_STANDIN",
-    params:
-        sod_dir=f"{DEMO_DIR}/sod_train",
-        epochs=SALIENCY["standin"]["epochs"],
-        seed=SALIENCY["standin"]["seed"],
-    threads: 2
-    conda:
-        CONDA_ENV
-    log:
-        "results/logs/train_standin_sod/{standin}.log",
-    benchmark:
-        "results/benchmarks/train_standin_sod/{standin}.tsv"
-    script:
-        "../scripts/train_standin_sod.py"
-
-
-rule fetch_rembg_weights:
-    """The only network access: a rembg registry model into the project-local model home, written
-    only once its checksum matches rembg's published md5/sha256 (birefnet-general-fp16: converted)."""
-    input:
-        fetch_source,
-    output:
-        f"{MODEL_HOME}/{{rembg_model}}.onnx",
-    wildcard_constraints:
-        rembg_model=REMBG_MODEL_PATTERN,
-    params:
-        fetch=SALIENCY["fetch"],
-    localrule: True
-    conda:
-        CONDA_ENV
-    log:
-        "results/logs/fetch_rembg_weights/{rembg_model}.log",
-    script:
-        "../scripts/fetch_rembg_weights.py"
-
-
 checkpoint saliency_plan:
     """Shards of the image store (its size is known only once it is prepared)."""
     input:
-        "results/data/{dataset}/images.npy",
+        paths.store("{dataset}", "images.npy"),
     output:
-        "results/saliency/{dataset}/shards.json",
+        paths.shard_plan("{dataset}"),
     params:
         shard_size=SALIENCY["shard_size"],
     conda:
@@ -68,11 +24,11 @@ rule saliency_shard:
     saliency.mask_input photo, rembg runs on the raw photos and the masks are fitted like the images."""
     input:
         unpack(lambda wildcards: photo_mask_inputs(config, SOURCES, wildcards.dataset)),
-        images="results/data/{dataset}/images.npy",
+        images=paths.store("{dataset}", "images.npy"),
         model=mask_model,
     output:
-        masks=temp("results/saliency/{dataset}/{sod}/shards/{start}-{stop}.npy"),
-        info=temp("results/saliency/{dataset}/{sod}/shards/{start}-{stop}.json"),
+        masks=temp(paths.mask_shard("{dataset}", "{sod}", "{start}", "{stop}", ".npy")),
+        info=temp(paths.mask_shard("{dataset}", "{sod}", "{start}", "{stop}", ".json")),
     wildcard_constraints:
         sod=REMBG_SOD_PATTERN,
         start=r"\d+",
@@ -102,11 +58,11 @@ rule saliency_masks:
     input:
         shards=mask_shards(".npy"),
         infos=mask_shards(".json"),
-        images="results/data/{dataset}/images.npy",
+        images=paths.store("{dataset}", "images.npy"),
         model=mask_model,
     output:
-        masks="results/saliency/{dataset}/{sod}/masks.npy",
-        session="results/saliency/{dataset}/{sod}/session.json",
+        masks=paths.mask_set("{dataset}", "{sod}", "masks.npy"),
+        session=paths.mask_set("{dataset}", "{sod}", "session.json"),
     wildcard_constraints:
         sod=REMBG_SOD_PATTERN,
     params:
@@ -123,9 +79,9 @@ rule mask_quality:
     """IoU / MAE / F-measure against true masks and/or garment recall against the class maps."""
     input:
         unpack(quality_references),
-        masks="results/saliency/{dataset}/{sod}/masks.npy",
+        masks=paths.mask_set("{dataset}", "{sod}", "masks.npy"),
     output:
-        "results/saliency/{dataset}/{sod}/quality.json",
+        paths.mask_set("{dataset}", "{sod}", "quality.json"),
     conda:
         CONDA_ENV
     log:
@@ -138,12 +94,12 @@ rule figure_mask_quality:
     """Worst and best masks of a mask set (by IoU, or by garment recall without true masks)."""
     input:
         unpack(quality_references),
-        images="results/data/{dataset}/images.npy",
-        masks="results/saliency/{dataset}/{sod}/masks.npy",
-        quality="results/saliency/{dataset}/{sod}/quality.json",
+        images=paths.store("{dataset}", "images.npy"),
+        masks=paths.mask_set("{dataset}", "{sod}", "masks.npy"),
+        quality=paths.mask_set("{dataset}", "{sod}", "quality.json"),
     output:
         report(
-            "results/figures/mask_quality/{dataset}/{sod}.png",
+            paths.mask_quality_figure("{dataset}", "{sod}"),
             caption="../report/mask_quality.rst",
             category="Mask quality",
             subcategory="{dataset}",
@@ -162,10 +118,10 @@ rule figure_mask_quality:
 rule composite:
     """rembg images: image × mask over a fill. A new fill reuses the masks."""
     input:
-        images="results/data/{dataset}/images.npy",
-        masks="results/saliency/{dataset}/{sod}/masks.npy",
+        images=paths.store("{dataset}", "images.npy"),
+        masks=paths.mask_set("{dataset}", "{sod}", "masks.npy"),
     output:
-        "results/rembg/{dataset}/{sod}/{fill}/images.npy",
+        paths.composite("{dataset}", "{sod}", "{fill}"),
     conda:
         CONDA_ENV
     log:
@@ -178,9 +134,9 @@ rule oracle_masks:
     """The oracle variant's masks: the true foreground masks in the mask-set layout, so the
     composite rule with sod = oracle builds oracle images exactly like rembg images."""
     input:
-        "results/data/{dataset}/truth.npy",
+        paths.store("{dataset}", "truth.npy"),
     output:
-        "results/saliency/{dataset}/oracle/masks.npy",
+        paths.mask_set("{dataset}", ORACLE_SOD),
     conda:
         CONDA_ENV
     log:
