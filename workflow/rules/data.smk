@@ -65,10 +65,10 @@ rule prepare_control:
     input:
         unpack(lambda wildcards: SOURCES[CONTROL_PREFIX + wildcards.control].inputs),
     output:
-        manifest=paths.store(CONTROL_PREFIX + "{control}", "manifest.tsv"),
-        quarantine=paths.store(CONTROL_PREFIX + "{control}", "quarantine.tsv"),
-        classes=paths.store(CONTROL_PREFIX + "{control}", "classes.json"),
-        images=paths.store(CONTROL_PREFIX + "{control}", "images.npy"),
+        manifest=paths.store(f"{CONTROL_PREFIX}{{control}}", "manifest.tsv"),
+        quarantine=paths.store(f"{CONTROL_PREFIX}{{control}}", "quarantine.tsv"),
+        classes=paths.store(f"{CONTROL_PREFIX}{{control}}", "classes.json"),
+        images=paths.store(f"{CONTROL_PREFIX}{{control}}", "images.npy"),
     params:
         # control-<name> entries carry fashionstyle14's store settings (fashion_rembg.controls)
         store_size=lambda wildcards: DATASET_CONFIG[CONTROL_PREFIX + wildcards.control]["store_size"],
