@@ -86,7 +86,7 @@ TASK_DATASETS = sorted({config[task]["dataset"] for task in TASKS})
 
 wildcard_constraints:
     dataset="|".join(
-        ["fashionstyle14", "modanet", "fashionpedia"]
+        list(BUILTIN_DATASETS)
         + [CONTROL_PREFIX + c for c in CONTROLS]
         + [re.escape(name) for name in OWN_DATASETS]
     ),
@@ -94,7 +94,7 @@ wildcard_constraints:
     exp="|".join(EXPERIMENTS) or "NO_EXPERIMENT",
     seed=r"\d+",
     sod=r"[A-Za-z0-9_.\-]+",
-    fill=r"[a-z]+",
+    fill="|".join(FILLS),
 
 
 def experiment(wildcards):
