@@ -6,6 +6,7 @@ from onnx import TensorProto, helper, save
 
 from fashion_rembg.errors import ConfigError
 from fashion_rembg.preflight import check_custom_contracts, custom_contract_problem, onnx_input_size
+
 from test_saliency_contracts import conv_model
 from workflow_helpers import ROOT, planned_jobs, snakemake, tiny_config
 

@@ -100,7 +100,8 @@ def _float(minimum: float, maximum: float, *, open_min: bool = False, optional: 
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         ok = ok and (value > minimum if open_min else value >= minimum) and value <= maximum
         if not ok:
-            raise ConfigError(f"{where}: expected a number in {'(' if open_min else '['}{minimum}, {maximum}], got {value!r}")
+            bounds = f"{'(' if open_min else '['}{minimum}, {maximum}]"
+            raise ConfigError(f"{where}: expected a number in {bounds}, got {value!r}")
         return float(value)
 
     return norm

@@ -147,7 +147,8 @@ def check_sources(config: dict) -> list[str]:
 
 def missing_pretrained(config: dict) -> list[str]:
     """What to place where for ImageNet-initialised experiments whose weights are absent."""
-    from .models.weights import torchvision_arch, weights_url as torchvision_url
+    from .models.weights import torchvision_arch
+    from .models.weights import weights_url as torchvision_url
 
     if (config.get("compute") or {}).get("pretrained_standin"):
         return []

@@ -28,7 +28,14 @@ def aggregate_to_tables(metric_files, quality_files, csv_path, md_path, cross_cs
     the predictions.npz / history.csv beside them; flagged runs are logged as warnings.
     ``quality_keys``: the (dataset, mask set) of each of ``quality_files``, in the same order."""
     from .reporting.aggregate import (
-        load_cross, load_evidence, load_quality, load_runs, summarize, summarize_cross, write_cross, write_tables,
+        load_cross,
+        load_evidence,
+        load_quality,
+        load_runs,
+        summarize,
+        summarize_cross,
+        write_cross,
+        write_tables,
     )
 
     metric_paths = [Path(p) for p in metric_files]
@@ -72,9 +79,8 @@ def plot_examples_from_files(images, masks, composites, truth, out_png, *, rows:
 
 def controls_to_table(controls: dict, predictions, csv_path, md_path, *, margin: float) -> None:
     """The controls table from the control runs' predictions (named ``<control>__<variant>``)."""
-    from .reporting.controls import control_table, write_controls
-
     from .controls import variants
+    from .reporting.controls import control_table, write_controls
 
     files = {name: {v: [str(p) for p in predictions[f"{name}__{v}"]] for v in variants(spec)}
              for name, spec in controls.items()}  # fmt: skip

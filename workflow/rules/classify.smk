@@ -11,20 +11,20 @@ rule train_classifier:
     output:
         model=paths.run_file("classification", "{exp}", "{seed}", "model.pt"),
         history=paths.run_file("classification", "{exp}", "{seed}", "history.csv"),
+    log:
+        "results/logs/train_classifier/{exp}/seed-{seed}.log",
+    benchmark:
+        "results/benchmarks/train_classifier/{exp}/seed-{seed}.tsv"
+    conda:
+        CONDA_ENV
+    threads: job_threads("classification")
+    resources:
+        **job_resources("classification", "train"),
     params:
         experiment=experiment,
         # Not an output: Snakemake must not delete it when the job fails.
         checkpoint=paths.run_checkpoint("classification", "{exp}", "{seed}"),
         torch_home=TORCH_HOME,
-    threads: job_threads("classification")
-    resources:
-        **job_resources("classification", "train"),
-    conda:
-        CONDA_ENV
-    log:
-        "results/logs/train_classifier/{exp}/seed-{seed}.log",
-    benchmark:
-        "results/benchmarks/train_classifier/{exp}/seed-{seed}.tsv"
     script:
         "../scripts/train_classifier.py"
 
@@ -39,17 +39,17 @@ rule evaluate_classifier:
     output:
         metrics=paths.run_file("classification", "{exp}", "{seed}", "metrics.json"),
         predictions=paths.run_file("classification", "{exp}", "{seed}", "predictions.npz"),
-    params:
-        experiment=experiment,
-        conditions=run_conditions,
-    threads: job_threads("classification")
-    resources:
-        **job_resources("classification", "eval"),
-    conda:
-        CONDA_ENV
     log:
         "results/logs/evaluate_classifier/{exp}/seed-{seed}.log",
     benchmark:
         "results/benchmarks/evaluate_classifier/{exp}/seed-{seed}.tsv"
+    conda:
+        CONDA_ENV
+    threads: job_threads("classification")
+    resources:
+        **job_resources("classification", "eval"),
+    params:
+        experiment=experiment,
+        conditions=run_conditions,
     script:
         "../scripts/evaluate_classifier.py"

@@ -42,7 +42,6 @@ from fashion_rembg.preflight import (
 )
 from fashion_rembg.saliency.registry import validate_saliency
 
-
 validate(config, schema="../schemas/config.schema.yaml")
 
 try:
@@ -86,9 +85,7 @@ TASK_DATASETS = sorted({config[task]["dataset"] for task in TASKS})
 
 wildcard_constraints:
     dataset="|".join(
-        list(BUILTIN_DATASETS)
-        + [CONTROL_PREFIX + c for c in CONTROLS]
-        + [re.escape(name) for name in OWN_DATASETS]
+        list(BUILTIN_DATASETS) + [CONTROL_PREFIX + c for c in CONTROLS] + [re.escape(name) for name in OWN_DATASETS]
     ),
     control="|".join(CONTROLS) or "NO_CONTROL",
     exp="|".join(EXPERIMENTS) or "NO_EXPERIMENT",
@@ -216,9 +213,7 @@ def control_predictions():
 
 
 CONTROL_OUTPUTS = (
-    [paths.table("controls.csv"), paths.table("controls.md"), paths.figure("dose_response.png")]
-    if CONTROL_RUNS
-    else []
+    [paths.table("controls.csv"), paths.table("controls.md"), paths.figure("dose_response.png")] if CONTROL_RUNS else []
 )
 
 

@@ -33,12 +33,12 @@ rule aggregate:
             category="Tables",
             labels={"table": "train on X, test on Y (CSV)"},
         ),
-    params:
-        quality_keys=quality_keys(),
-    conda:
-        CONDA_ENV
     log:
         "results/logs/aggregate.log",
+    conda:
+        CONDA_ENV
+    params:
+        quality_keys=quality_keys(),
     script:
         "../scripts/aggregate.py"
 
@@ -53,10 +53,10 @@ rule figure_variant_bars:
             category="Figures",
             labels={"figure": "original vs rembg"},
         ),
-    conda:
-        CONDA_ENV
     log:
         "results/logs/figure_variant_bars.log",
+    conda:
+        CONDA_ENV
     script:
         "../scripts/figure_variant_bars.py"
 
@@ -73,10 +73,10 @@ rule figure_learning_curves:
             category="Figures",
             labels={"figure": "learning curves"},
         ),
-    conda:
-        CONDA_ENV
     log:
         "results/logs/figure_learning_curves.log",
+    conda:
+        CONDA_ENV
     script:
         "../scripts/figure_learning_curves.py"
 
@@ -91,10 +91,10 @@ rule figure_cross_condition:
             category="Figures",
             labels={"figure": "train on X, test on Y"},
         ),
-    conda:
-        CONDA_ENV
     log:
         "results/logs/figure_cross_condition.log",
+    conda:
+        CONDA_ENV
     script:
         "../scripts/figure_cross_condition.py"
 
@@ -116,12 +116,12 @@ rule figure_examples:
             category="Figures",
             labels={"figure": "examples"},
         ),
-    params:
-        rows=config["report"]["examples"],
-    conda:
-        CONDA_ENV
     log:
         "results/logs/figure_examples.log",
+    conda:
+        CONDA_ENV
+    params:
+        rows=config["report"]["examples"],
     script:
         "../scripts/figure_examples.py"
 
@@ -143,13 +143,13 @@ rule control_table:
             category="Controls",
             labels={"table": "controls (Markdown)"},
         ),
+    log:
+        "results/logs/control_table.log",
+    conda:
+        CONDA_ENV
     params:
         controls=CONTROL_RUNS,
         margin=config["controls"].get("margin", 0.05),
-    conda:
-        CONDA_ENV
-    log:
-        "results/logs/control_table.log",
     script:
         "../scripts/control_table.py"
 
@@ -164,10 +164,10 @@ rule figure_dose_response:
             category="Controls",
             labels={"figure": "dose-response: Δ against clutter"},
         ),
-    conda:
-        CONDA_ENV
     log:
         "results/logs/figure_dose_response.log",
+    conda:
+        CONDA_ENV
     script:
         "../scripts/figure_dose_response.py"
 
@@ -185,15 +185,23 @@ rule quarantine_table:
         quarantine=[paths.store(d, "quarantine.tsv") for d in TASK_DATASETS],
         manifest=[paths.store(d, "manifest.tsv") for d in TASK_DATASETS],
     output:
-        csv=report(paths.table("quarantine.csv"), caption="../report/quarantine.rst", category="Tables",
-                   labels={"table": "quarantined raw data (CSV)"}),
-        md=report(paths.table("quarantine.md"), caption="../report/quarantine.rst", category="Tables",
-                  labels={"table": "quarantined raw data (Markdown)"}),
-    params:
-        datasets=TASK_DATASETS,
-    conda:
-        CONDA_ENV
+        csv=report(
+            paths.table("quarantine.csv"),
+            caption="../report/quarantine.rst",
+            category="Tables",
+            labels={"table": "quarantined raw data (CSV)"},
+        ),
+        md=report(
+            paths.table("quarantine.md"),
+            caption="../report/quarantine.rst",
+            category="Tables",
+            labels={"table": "quarantined raw data (Markdown)"},
+        ),
     log:
         "results/logs/quarantine_table.log",
+    conda:
+        CONDA_ENV
+    params:
+        datasets=TASK_DATASETS,
     script:
         "../scripts/quarantine_table.py"

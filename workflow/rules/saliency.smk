@@ -9,12 +9,12 @@ checkpoint saliency_plan:
         paths.store("{dataset}", "images.npy"),
     output:
         paths.shard_plan("{dataset}"),
-    params:
-        shard_size=SALIENCY["shard_size"],
-    conda:
-        CONDA_ENV
     log:
         "results/logs/saliency_plan/{dataset}.log",
+    conda:
+        CONDA_ENV
+    params:
+        shard_size=SALIENCY["shard_size"],
     script:
         "../scripts/saliency_plan.py"
 
@@ -29,26 +29,26 @@ rule saliency_shard:
     output:
         masks=temp(paths.mask_shard("{dataset}", "{sod}", "{start}", "{stop}", ".npy")),
         info=temp(paths.mask_shard("{dataset}", "{sod}", "{start}", "{stop}", ".json")),
+    log:
+        "results/logs/saliency_shard/{dataset}/{sod}/{start}-{stop}.log",
+    benchmark:
+        "results/benchmarks/saliency_shard/{dataset}/{sod}/{start}-{stop}.tsv"
     wildcard_constraints:
         sod=REMBG_SOD_PATTERN,
         start=r"\d+",
         stop=r"\d+",
-    params:
-        spec=mask_spec,
-        model_home=MODEL_HOME,
-        run=MASK_RUN,
-        photos=lambda wildcards: photo_mask_settings(config, SOURCES, wildcards.dataset),
+    conda:
+        CONDA_ENV
     threads: SALIENCY["threads"]
     resources:
         gpu=SALIENCY["gpu"],
         mem_mb=SALIENCY["mem_mb"],
         runtime=lambda wildcards, attempt: SALIENCY["runtime"] * attempt,
-    conda:
-        CONDA_ENV
-    log:
-        "results/logs/saliency_shard/{dataset}/{sod}/{start}-{stop}.log",
-    benchmark:
-        "results/benchmarks/saliency_shard/{dataset}/{sod}/{start}-{stop}.tsv"
+    params:
+        spec=mask_spec,
+        model_home=MODEL_HOME,
+        run=MASK_RUN,
+        photos=lambda wildcards: photo_mask_settings(config, SOURCES, wildcards.dataset),
     script:
         "../scripts/saliency_shard.py"
 
@@ -63,14 +63,14 @@ rule saliency_masks:
     output:
         masks=paths.mask_set("{dataset}", "{sod}", "masks.npy"),
         session=paths.mask_set("{dataset}", "{sod}", "session.json"),
-    wildcard_constraints:
-        sod=REMBG_SOD_PATTERN,
-    params:
-        spec=mask_spec,
-    conda:
-        CONDA_ENV
     log:
         "results/logs/saliency_masks/{dataset}/{sod}.log",
+    wildcard_constraints:
+        sod=REMBG_SOD_PATTERN,
+    conda:
+        CONDA_ENV
+    params:
+        spec=mask_spec,
     script:
         "../scripts/saliency_masks.py"
 
@@ -82,10 +82,10 @@ rule mask_quality:
         masks=paths.mask_set("{dataset}", "{sod}", "masks.npy"),
     output:
         paths.mask_set("{dataset}", "{sod}", "quality.json"),
-    conda:
-        CONDA_ENV
     log:
         "results/logs/mask_quality/{dataset}/{sod}.log",
+    conda:
+        CONDA_ENV
     script:
         "../scripts/mask_quality.py"
 
@@ -105,12 +105,12 @@ rule figure_mask_quality:
             subcategory="{dataset}",
             labels={"dataset": "{dataset}", "mask set": "{sod}"},
         ),
-    params:
-        rows=SALIENCY["quality_examples"],
-    conda:
-        CONDA_ENV
     log:
         "results/logs/figure_mask_quality/{dataset}/{sod}.log",
+    conda:
+        CONDA_ENV
+    params:
+        rows=SALIENCY["quality_examples"],
     script:
         "../scripts/figure_mask_quality.py"
 
@@ -122,10 +122,10 @@ rule composite:
         masks=paths.mask_set("{dataset}", "{sod}", "masks.npy"),
     output:
         paths.composite("{dataset}", "{sod}", "{fill}"),
-    conda:
-        CONDA_ENV
     log:
         "results/logs/composite/{dataset}/{sod}/{fill}.log",
+    conda:
+        CONDA_ENV
     script:
         "../scripts/composite.py"
 
@@ -137,9 +137,9 @@ rule oracle_masks:
         paths.store("{dataset}", "truth.npy"),
     output:
         paths.mask_set("{dataset}", ORACLE_SOD),
-    conda:
-        CONDA_ENV
     log:
         "results/logs/oracle_masks/{dataset}.log",
+    conda:
+        CONDA_ENV
     script:
         "../scripts/oracle_masks.py"

@@ -12,20 +12,20 @@ rule train_segmenter:
     output:
         model=paths.run_file("segmentation", "{exp}", "{seed}", "model.pt"),
         history=paths.run_file("segmentation", "{exp}", "{seed}", "history.csv"),
+    log:
+        "results/logs/train_segmenter/{exp}/seed-{seed}.log",
+    benchmark:
+        "results/benchmarks/train_segmenter/{exp}/seed-{seed}.tsv"
+    conda:
+        CONDA_ENV
+    threads: job_threads("segmentation")
+    resources:
+        **job_resources("segmentation", "train"),
     params:
         experiment=experiment,
         # Not an output: Snakemake must not delete it when the job fails.
         checkpoint=paths.run_checkpoint("segmentation", "{exp}", "{seed}"),
         torch_home=TORCH_HOME,
-    threads: job_threads("segmentation")
-    resources:
-        **job_resources("segmentation", "train"),
-    conda:
-        CONDA_ENV
-    log:
-        "results/logs/train_segmenter/{exp}/seed-{seed}.log",
-    benchmark:
-        "results/benchmarks/train_segmenter/{exp}/seed-{seed}.tsv"
     script:
         "../scripts/train_segmenter.py"
 
@@ -41,17 +41,17 @@ rule evaluate_segmenter:
     output:
         metrics=paths.run_file("segmentation", "{exp}", "{seed}", "metrics.json"),
         predictions=paths.run_file("segmentation", "{exp}", "{seed}", "predictions.npz"),
-    params:
-        experiment=experiment,
-        conditions=run_conditions,
-    threads: job_threads("segmentation")
-    resources:
-        **job_resources("segmentation", "eval"),
-    conda:
-        CONDA_ENV
     log:
         "results/logs/evaluate_segmenter/{exp}/seed-{seed}.log",
     benchmark:
         "results/benchmarks/evaluate_segmenter/{exp}/seed-{seed}.tsv"
+    conda:
+        CONDA_ENV
+    threads: job_threads("segmentation")
+    resources:
+        **job_resources("segmentation", "eval"),
+    params:
+        experiment=experiment,
+        conditions=run_conditions,
     script:
         "../scripts/evaluate_segmenter.py"

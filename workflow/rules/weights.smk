@@ -11,15 +11,15 @@ rule fetch_rembg_weights:
         fetch_source,
     output:
         f"{MODEL_HOME}/{{rembg_model}}.onnx",
+    log:
+        "results/logs/fetch_rembg_weights/{rembg_model}.log",
     wildcard_constraints:
         rembg_model=REMBG_MODEL_PATTERN,
-    params:
-        fetch=SALIENCY["fetch"],
     localrule: True
     conda:
         CONDA_ENV
-    log:
-        "results/logs/fetch_rembg_weights/{rembg_model}.log",
+    params:
+        fetch=SALIENCY["fetch"],
     script:
         "../scripts/fetch_rembg_weights.py"
 
@@ -31,19 +31,19 @@ rule train_standin_sod:
         f"{DEMO_DIR}/demo_info.json",
     output:
         f"{MODEL_HOME}/{{standin}}.onnx",
-    wildcard_constraints:
-        standin="|".join(STANDIN_MODELS) or "NO_STANDIN",
-    params:
-        sod_dir=f"{DEMO_DIR}/sod_train",
-        epochs=SALIENCY["standin"]["epochs"],
-        seed=SALIENCY["standin"]["seed"],
-    threads: 2
-    conda:
-        CONDA_ENV
     log:
         "results/logs/train_standin_sod/{standin}.log",
     benchmark:
         "results/benchmarks/train_standin_sod/{standin}.tsv"
+    wildcard_constraints:
+        standin="|".join(STANDIN_MODELS) or "NO_STANDIN",
+    conda:
+        CONDA_ENV
+    threads: 2
+    params:
+        sod_dir=f"{DEMO_DIR}/sod_train",
+        epochs=SALIENCY["standin"]["epochs"],
+        seed=SALIENCY["standin"]["seed"],
     script:
         "../scripts/train_standin_sod.py"
 
@@ -55,14 +55,15 @@ if STANDIN_WEIGHTS:
         format, so the offline demo runs init: imagenet through the real loading code."""
         output:
             f"{TORCH_HOME}/hub/checkpoints/{{weights_file}}",
+        log:
+            "results/logs/pretrained_weights/{weights_file}.log",
         wildcard_constraints:
             weights_file=file_pattern(STANDIN_WEIGHTS),
         conda:
             CONDA_ENV
-        log:
-            "results/logs/pretrained_weights/{weights_file}.log",
         script:
             "../scripts/pretrained_weights.py"
+
 
 if FETCH_WEIGHTS:
 
@@ -71,13 +72,13 @@ if FETCH_WEIGHTS:
         the sha256 prefix in the file name); offline, the error says which file to place where."""
         output:
             f"{TORCH_HOME}/hub/checkpoints/{{weights_file}}",
-        wildcard_constraints:
-            weights_file=file_pattern(FETCH_WEIGHTS),
-        localrule: True
-        retries: 2
-        conda:
-            CONDA_ENV
         log:
             "results/logs/pretrained_weights/{weights_file}.log",
+        wildcard_constraints:
+            weights_file=file_pattern(FETCH_WEIGHTS),
+        retries: 2
+        localrule: True
+        conda:
+            CONDA_ENV
         script:
             "../scripts/pretrained_weights.py"

@@ -25,7 +25,9 @@ SPLITS = ("train", "val", "test")
 DEFAULTS = {"store_size": [224, 224], "fit": "cover", "truth": None,
             "split": {"val_fraction": 0.15, "test_fraction": 0.15, "seed": 0}}
 KIND_KEYS = {"imagefolder": ("root", "split_lists"), "coco": ("annotations", "images", "categories")}
-IMAGEFOLDER_LAYOUT = "one sub-folder per class holding its images (torchvision ImageFolder layout: <root>/<class>/<image>.jpg)"
+IMAGEFOLDER_LAYOUT = (
+    "one sub-folder per class holding its images (torchvision ImageFolder layout: <root>/<class>/<image>.jpg)"
+)
 
 
 def own_names(config: dict) -> list[str]:
@@ -137,7 +139,8 @@ def coco_problem(name: str, entry: dict) -> str | None:
     where = f"datasets.{name}"
     annotations, images = Path(entry["annotations"]), Path(entry["images"])
     if not annotations.is_file():
-        return f"{where}.annotations: {annotations} not found; expected a COCO instances JSON (images, annotations, categories)"
+        return (f"{where}.annotations: {annotations} not found; expected a COCO instances JSON "
+                "(images, annotations, categories)")
     if not images.exists():
         return (f"{where}.images: {images} not found; expected the folder (or .zip) holding the images named by "
                 f"the file_name fields of {annotations.name}")
