@@ -82,3 +82,21 @@ def test_both_tasks_disabled_builds_masks_only(tmp_path):
     assert jobs.get("mask_quality") == 2 and jobs.get("figure_mask_quality") == 2
     for rule in ("train_classifier", "train_segmenter", "aggregate", "figure_learning_curves", "figure_examples"):
         assert rule not in jobs
+
+
+def test_custom_model_sha256_is_checked_by_the_mask_job(tmp_path):
+    import hashlib
+
+    from fashion_rembg.paths import sod_spec
+    from fashion_rembg.saliency.stage import WeightsChecksumError, check_weights
+
+    path = conv_model(tmp_path / "mine.onnx", 320)
+    config = _config(tmp_path, "u2net")
+    assert "checksum" not in sod_spec(config, "mine")  # unset: the spec (rule params) is as before
+    assert check_weights(sod_spec(config, "mine"), str(path), verify=True)["ok"] is None
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    config["saliency"]["custom_models"]["mine"]["sha256"] = digest
+    assert check_weights(sod_spec(config, "mine"), str(path), verify=True)["ok"] is True
+    config["saliency"]["custom_models"]["mine"]["sha256"] = "0" * 64
+    with pytest.raises(WeightsChecksumError, match="saliency.custom_models.mine.sha256"):
+        check_weights(sod_spec(config, "mine"), str(path), verify=True)

@@ -172,14 +172,18 @@ def check_custom_model(saliency: dict, key: str) -> dict:
             f"{where}.file: {file!r} is the file name of rembg's {taken[norm]} weights in the model home "
             f"(rule fetch_rembg_weights writes it); rename the custom model's file"
         )
-    return {"file": norm, "contract": contract, "session": CUSTOM_SESSIONS[contract]}
+    entry = {"file": norm, "contract": contract, "session": CUSTOM_SESSIONS[contract]}
+    if spec.get("sha256"):  # only when set: a spec without it stays as it was (same rule params)
+        entry["checksum"] = f"sha256:{spec['sha256']}"
+    return entry
 
 
 def _model_entry(saliency: dict, model: str, where: str) -> dict:
     custom = saliency.get("custom_models") or {}
     if model in custom:
         c = check_custom_model(saliency, model)
-        return {"kind": "custom", "model": model, "session": c["session"], "file": c["file"], "contract": c["contract"]}
+        entry = {"kind": "custom", "model": model, "session": c["session"], "file": c["file"]}
+        return entry | {"contract": c["contract"]} | ({"checksum": c["checksum"]} if "checksum" in c else {})
     if model in UNSUPPORTED:
         raise ConfigError(f"{where}: rembg model {model!r} cannot be used here: {UNSUPPORTED[model]}")
     if model in CUSTOM_SESSIONS.values():
