@@ -71,14 +71,6 @@ def mask_quality_figure(dataset: str, sod: str) -> str:
     return figure(f"mask_quality/{dataset}/{sod}.png")
 
 
-def log(name: str) -> str:
-    return f"{RESULTS}/logs/{name}.log"
-
-
-def benchmark(name: str) -> str:
-    return f"{RESULTS}/benchmarks/{name}.tsv"
-
-
 # ----------------------------------------------------------------------------- inputs from the config
 
 
