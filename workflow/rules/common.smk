@@ -80,7 +80,7 @@ TASKS = [task for task in ALL_TASKS if config[task].get("enabled", True)]
 # disabled (masks only), those the task sections name.
 MASK_DATASETS = [config[task]["dataset"] for task in (TASKS or ALL_TASKS) if config.get(task)]
 # Datasets of the enabled tasks, sorted (quarantine table).
-TASK_DATASETS = sorted({config[task]["dataset"] for task in TASKS})
+ENABLED_DATASETS = sorted({config[task]["dataset"] for task in TASKS})
 
 
 wildcard_constraints:

@@ -182,8 +182,8 @@ rule controls:
 rule quarantine_table:
     """Kept/quarantined counts of every prepared dataset in use, for the report."""
     input:
-        quarantine=[paths.store(d, "quarantine.tsv") for d in TASK_DATASETS],
-        manifest=[paths.store(d, "manifest.tsv") for d in TASK_DATASETS],
+        quarantine=[paths.store(d, "quarantine.tsv") for d in ENABLED_DATASETS],
+        manifest=[paths.store(d, "manifest.tsv") for d in ENABLED_DATASETS],
     output:
         csv=report(
             paths.table("quarantine.csv"),
@@ -202,6 +202,6 @@ rule quarantine_table:
     conda:
         CONDA_ENV
     params:
-        datasets=TASK_DATASETS,
+        datasets=ENABLED_DATASETS,
     script:
         "../scripts/quarantine_table.py"
