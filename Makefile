@@ -25,8 +25,11 @@ report: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# Rules (snakemake --lint), rule-file layout (snakefmt) and Python (ruff; config in pyproject.toml).
 lint: $(STAMP)
 	$(BIN)/snakemake --lint
+	$(BIN)/snakefmt --check workflow Snakefile
+	$(BIN)/ruff check src tests workflow
 
 clean:
 	rm -rf results .snakemake resources/demo resources/torch-demo resources/rembg_models/demo-sod.onnx

@@ -26,7 +26,8 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
-    from fashion_rembg.config import condition_images, evaluation_conditions, experiment_table, seeds
+    from fashion_rembg.config import evaluation_conditions, experiment_table, seeds
+    from fashion_rembg.paths import condition_images
     from fashion_rembg.training.classification import evaluate_classifier, train_classifier
 
     config = yaml.safe_load(args.config.read_text())

@@ -77,7 +77,8 @@ def fake_paper_workdir(workdir: Path, n_images: int = FS14_IMAGES) -> Path:
     _touch(workdir / config["downloads"]["extract_dir"] / "modanet_images" / "extracted.json", "{}")
     _touch(workdir / config["saliency"]["model_home"] / f"{config['saliency']['model']}.onnx")
     sys.path.insert(0, str(ROOT / "src"))
-    from fashion_rembg.config import experiment_table, pretrained_file
+    from fashion_rembg.config import experiment_table
+    from fashion_rembg.paths import pretrained_file
 
     for exp in experiment_table(config).values():
         path = pretrained_file(config, exp)

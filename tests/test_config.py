@@ -7,7 +7,8 @@ from snakemake.utils import validate
 
 from fashion_rembg.config import experiment_table, task_experiments
 from fashion_rembg.errors import ConfigError
-from fashion_rembg.workflow_paths import check_sources, sod_model_path, standin_models
+from fashion_rembg.paths import sod_model_path
+from fashion_rembg.preflight import check_sources, standin_models
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"

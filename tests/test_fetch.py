@@ -15,7 +15,7 @@ from fashion_rembg.datasets import fetch as fetch_module
 from fashion_rembg.datasets.fetch import Ledger, RawFile, download, verify
 from fashion_rembg.datasets.sources import check_file, missing_messages, plan, raw_file
 from fashion_rembg.errors import DataError
-from fashion_rembg.workflow_paths import check_sources
+from fashion_rembg.preflight import check_sources
 
 from raw_fixtures import make_fs14, pack
 
@@ -97,8 +97,8 @@ def test_download_resumes_a_partial_file(tmp_path, http_url):
 
 
 def test_download_refuses_pointer_and_html_pages(tmp_path):
-    for name, body, message in [("pointer", b"version https://git-lfs.github.com/spec/v1\noid sha256:b8a3\nsize 105924292\n",
-                                 "Git LFS pointer"),
+    pointer = b"version https://git-lfs.github.com/spec/v1\noid sha256:b8a3\nsize 105924292\n"
+    for name, body, message in [("pointer", pointer, "Git LFS pointer"),
                                 ("page", b"<!doctype html><title>Access denied</title>", "HTML page")]:
         served = tmp_path / f"{name}.served"
         served.write_bytes(body)
@@ -180,7 +180,9 @@ def test_plan_uses_folder_archive_or_finished_extraction(tmp_path, monkeypatch):
     reused = plan(config)["fashionstyle14"]
     assert not reused.fetch and not reused.extract and reused.inputs["fashionstyle14"].endswith("extracted.json")
     # an extracted folder in place wins over everything
-    folder = make_fs14(tmp_path / "resources/raw/fashionstyle14/FashionStyle14_v1", per_split=("train",), bad_cases=False)
+    folder = make_fs14(
+        tmp_path / "resources/raw/fashionstyle14/FashionStyle14_v1", per_split=("train",), bad_cases=False
+    )
     direct = plan(config)["fashionstyle14"]
     assert direct.inputs["fashionstyle14"][0] == "resources/raw/fashionstyle14/FashionStyle14_v1/train.csv"
     assert (folder / "train.csv").is_file() and not direct.extract and not direct.fetch

@@ -12,16 +12,14 @@ from snakemake.utils import validate
 
 from fashion_rembg.config import (
     AUGMENTATIONS,
-    condition_images,
+    evaluation_conditions,
     expand_task,
     experiment_runs,
     experiment_table,
-    missing_pretrained,
-    pretrained_file,
-    standin_weights,
-    evaluation_conditions,
 )
 from fashion_rembg.errors import ConfigError
+from fashion_rembg.paths import condition_images, pretrained_file
+from fashion_rembg.preflight import missing_pretrained, standin_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -77,10 +75,13 @@ def test_exclude_rows_drop_matching_combinations():
     grid = {"arch": ["shallow_cnn", "resnet18"], "init": ["scratch", "imagenet"], "augment": ["none", "flip"]}
     with pytest.raises(ConfigError, match=r"classification.grid.*shallow_cnn.*exclude"):
         expand_task(base(grid), "classification")
-    config = base(grid, exclude=[{"arch": "shallow_cnn", "init": "imagenet"}, {"augment": "none", "init": ["imagenet"]}])
+    exclude = [{"arch": "shallow_cnn", "init": "imagenet"}, {"augment": "none", "init": ["imagenet"]}]
+    config = base(grid, exclude=exclude)
     combos = {(e["arch"], e["init"], e["augment"]) for e, _ in expand_task(config, "classification")}
-    assert combos == {("shallow_cnn", "scratch", "none"), ("shallow_cnn", "scratch", "flip"),
-                      ("resnet18", "scratch", "none"), ("resnet18", "scratch", "flip"), ("resnet18", "imagenet", "flip")}
+    assert combos == {
+        ("shallow_cnn", "scratch", "none"), ("shallow_cnn", "scratch", "flip"),
+        ("resnet18", "scratch", "none"), ("resnet18", "scratch", "flip"), ("resnet18", "imagenet", "flip"),
+    }  # fmt: skip
 
 
 def test_include_rows_add_sub_grids_with_their_own_seeds_and_merge_duplicates():
@@ -151,7 +152,8 @@ def test_oracle_needs_true_masks():
     config = base({"variant": ["original", "oracle"]})
     assert {e["variant"] for e, _ in expand_task(config, "classification")} == {"original", "oracle"}
     config["datasets"]["fashionstyle14"]["truth"] = None
-    with pytest.raises(ConfigError, match=r"variant oracle needs true foreground masks \(datasets.fashionstyle14.truth\)"):
+    message = r"variant oracle needs true foreground masks \(datasets.fashionstyle14.truth\)"
+    with pytest.raises(ConfigError, match=message):
         expand_task(config, "classification")
 
 
@@ -160,7 +162,10 @@ def test_segmentation_grid_rules():
     config["segmentation"]["grid"].update(input_size=[96, 64], init="imagenet", encoder="resnet34")
     (exp,) = {e["id"]: e for e, _ in expand_task(config, "segmentation") if e["variant"] == "original"}.values()
     assert exp["id"].startswith("modanet-unet-resnet34-imagenet-") and exp["input_size"] == [96, 64]
-    for grid, pattern in [({"input_size": [100, 64]}, "multiples of 32"), ({"init": "imagenet", "encoder": "mit_b0"}, "resnet")]:
+    for grid, pattern in [
+        ({"input_size": [100, 64]}, "multiples of 32"),
+        ({"init": "imagenet", "encoder": "mit_b0"}, "resnet"),
+    ]:
         bad = copy.deepcopy(config)
         bad["segmentation"]["grid"].update(grid)
         with pytest.raises(ConfigError, match=pattern):
@@ -196,7 +201,8 @@ def test_pretrained_files_standins_and_missing_messages(tmp_path):
     paper["compute"]["torch_home"] = str(tmp_path)
     problems = "\n".join(missing_pretrained(paper))
     for name in ("vgg11-8a719046.pth", "vgg11_bn-6002323d.pth", "resnet50-11ad3fa6.pth", "resnet34-b627a593.pth"):
-        assert f"{tmp_path}/hub/checkpoints/{name}" in problems and f"https://download.pytorch.org/models/{name}" in problems
+        assert f"{tmp_path}/hub/checkpoints/{name}" in problems
+        assert f"https://download.pytorch.org/models/{name}" in problems
     paper["compute"]["pretrained_standin"] = True
     with pytest.raises(ConfigError, match="demo only"):
         standin_weights(paper)

@@ -14,18 +14,13 @@ import pytest
 import yaml
 
 from fashion_rembg.errors import ConfigError, PipelineError
+from fashion_rembg.paths import sod_model_path, sod_spec
+from fashion_rembg.preflight import check_sources, rembg_weight_problems, standin_models
 from fashion_rembg.saliency import registry
 from fashion_rembg.saliency.fetch import FetchError, fetch_file, fetch_weights
 from fashion_rembg.saliency.registry import validate_saliency
 from fashion_rembg.saliency.sessions import MissingWeightsError, SaliencyModelError, open_session
 from fashion_rembg.saliency.stage import gather_masks, plan_shards, shard_ranges
-from fashion_rembg.workflow_paths import (
-    check_sources,
-    rembg_weight_problems,
-    sod_model_path,
-    sod_spec,
-    standin_models,
-)
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -17,6 +17,7 @@ import yaml
 
 from .config import experiment_runs, experiment_table
 from .job_resources import task_compute, training_estimate
+from .paths import store
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -41,7 +42,7 @@ def bill(config: dict, table: Path, workdir: Path = Path(".")) -> dict:
         dataset = config[task]["dataset"]
         merged = task_compute(config["compute"], task)
         est = training_estimate(config["compute"], task, exp, config["datasets"][dataset]["store_size"], dataset,
-                                workdir / f"results/data/{dataset}/manifest.tsv", table)  # fmt: skip
+                                workdir / store(dataset, "manifest.tsv"), table)  # fmt: skip
         train = rules[f"train_{rule_names[task]}"]
         train["jobs"] += 1
         train["gpu"] = merged["gpu"]
@@ -60,7 +61,7 @@ def bill(config: dict, table: Path, workdir: Path = Path(".")) -> dict:
     for dataset, _sod in sorted(masks):
         from .job_resources import epoch_images  # noqa: PLC0415
 
-        images, _ = epoch_images(dataset, workdir / f"results/data/{dataset}/manifest.tsv")
+        images, _ = epoch_images(dataset, workdir / store(dataset, "manifest.tsv"))
         shards = math.ceil(images / saliency["shard_size"]) if images else 1
         shard = rules["saliency_shard"]
         shard["jobs"] += shards
@@ -85,7 +86,7 @@ def render(rules: dict) -> str:
     lines.append(f"{'total':22s} {sum(r['jobs'] for r in rules.values()):6d} {'':7s} {total_expected:14.1f} "
                  f"{total_limit:15.1f}")  # fmt: skip
     lines.append("expected: training at the table's images/s (benchmarks/throughput.tsv); requested: the time "
-                 "limits the jobs declare (× runtime_safety + runtime_overhead; evaluation and mask jobs: flat)")  # fmt: skip
+                 "limits the jobs declare (× runtime_safety + runtime_overhead; evaluation and mask jobs: flat)")
     return "\n".join(lines)
 
 

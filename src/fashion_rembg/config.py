@@ -23,21 +23,25 @@ import re
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from .choices import (
+    AUGMENTATIONS,
+    BN_TOGGLE_ARCHS,
+    CLASSIFIER_ARCHS,
+    FILLS,
+    INITS,
+    OPTIMIZERS,
+    ORACLE_SOD,
+    SCHEDULES,
+    SEGMENTATION_ENCODERS,
+    SEGMENTERS,
+    TASK_DATASETS,
+    TASKS,
+    VARIANTS,
+    check_name,
+)
 from .errors import ConfigError
-from .models.names import CLASSIFIER_ARCHS, SEGMENTATION_ENCODERS
+from .saliency.registry import mask_set_spec
 
-TASKS = ("classification", "segmentation")
-TASK_DATASETS = {"classification": ("fashionstyle14",), "segmentation": ("modanet", "fashionpedia")}
-VARIANTS = ("original", "rembg", "oracle")
-INITS = ("scratch", "imagenet")
-# Names of fashion_rembg.training.augment.AUGMENTATIONS (kept here: no torch at DAG time).
-AUGMENTATIONS = ("none", "flip", "crop_flip", "color_jitter", "randaugment")
-OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("cosine", "step", "constant")
-SEGMENTERS = ("unet", "fpn", "deeplabv3plus")
-# Architectures whose batch norm can be switched on/off (VGG: torchvision's *_bn twin).
-BN_TOGGLE_ARCHS = ("shallow_cnn", "vgg11", "vgg13", "vgg16", "vgg19")
-ORACLE_SOD = "oracle"  # results/saliency/<dataset>/oracle/masks.npy = the true masks
 HASH_CHARS = 6
 _TOKEN = re.compile(r"[^A-Za-z0-9_]+")
 
@@ -52,21 +56,6 @@ def _choice(options: tuple[str, ...]) -> Callable[[Any, str], str]:
         return value
 
     return norm
-
-
-# A config name that becomes a path component (mask set, custom model, fill, ...): one component,
-# never '.', '..', hidden, empty or with a separator.
-SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
-
-
-def check_name(value, where: str) -> str:
-    """`value` if it is a safe single path component, else a ConfigError naming the key."""
-    if not isinstance(value, str) or not SAFE_NAME.fullmatch(value):
-        raise ConfigError(
-            f"{where}: {value!r} is not a usable name: it becomes a folder name, so it must start with a letter "
-            "or digit and hold only letters, digits, _ . - (at most 100 characters; no '/', '..' or leading dot)"
-        )
-    return value
 
 
 def _name(value, where):
@@ -111,7 +100,8 @@ def _float(minimum: float, maximum: float, *, open_min: bool = False, optional: 
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         ok = ok and (value > minimum if open_min else value >= minimum) and value <= maximum
         if not ok:
-            raise ConfigError(f"{where}: expected a number in {'(' if open_min else '['}{minimum}, {maximum}], got {value!r}")
+            bounds = f"{'(' if open_min else '['}{minimum}, {maximum}]"
+            raise ConfigError(f"{where}: expected a number in {bounds}, got {value!r}")
         return float(value)
 
     return norm
@@ -267,18 +257,12 @@ def _check_sod(config: dict, sod: str, where: str) -> None:
     if sod == ORACLE_SOD:
         raise ConfigError(f"{where}: 'oracle' is the true masks; use variant: oracle instead of sod: oracle")
     try:
-        from .workflow_paths import sod_spec  # the saliency stage owns the mask-set names
-    except ImportError:  # pragma: no cover - saliency stage without a validator
-        return
-    try:
-        sod_spec(config, sod)
+        mask_set_spec(config, sod)  # the saliency registry owns the mask-set names
     except ConfigError as err:
         raise ConfigError(f"{where}: {err}") from None
 
 
 def _check_fill(fill: str, where: str) -> None:
-    from .saliency.composite import FILLS  # numpy only
-
     if fill not in FILLS:
         raise ConfigError(f"{where}: unknown fill {fill!r}; choose from {', '.join(FILLS)}")
 
@@ -501,71 +485,3 @@ def evaluation_conditions(config: dict, exp: dict[str, Any]) -> list[dict[str, A
         if cond["key"] not in {c["key"] for c in out}:
             out.append(cond)
     return out
-
-
-def condition_images(dataset: str, cond: dict[str, Any]) -> str:
-    """The image store of a condition (original store, rembg or oracle composite)."""
-    if cond["variant"] == "original":
-        return f"results/data/{dataset}/images.npy"
-    sod = ORACLE_SOD if cond["variant"] == "oracle" else cond["sod"]
-    return f"results/rembg/{dataset}/{sod}/{cond['fill']}/images.npy"
-
-
-def pretrained_file(config: dict, exp: dict[str, Any]) -> str | None:
-    """The torchvision weights file an ``init: imagenet`` experiment loads (None for scratch)."""
-    if exp.get("init") != "imagenet":
-        return None
-    from .models.weights import torchvision_arch, weights_file
-
-    return str(weights_file(config["compute"]["torch_home"], torchvision_arch(exp)))
-
-
-def pretrained_files(config: dict) -> list[str]:
-    """Every weights file the configured experiments load."""
-    return sorted({p for exp in experiment_table(config).values() if (p := pretrained_file(config, exp))})
-
-
-def missing_pretrained(config: dict) -> list[str]:
-    """What to place where for ImageNet-initialised experiments whose weights are absent."""
-    from pathlib import Path
-
-    from .models.weights import torchvision_arch, weights_url
-
-    if (config.get("compute") or {}).get("pretrained_standin"):
-        return []
-    problems = {}
-    for exp in experiment_table(config).values():
-        path = pretrained_file(config, exp)
-        if path and not Path(path).is_file():
-            arch = torchvision_arch(exp)
-            problems[path] = (
-                f"ImageNet weights for {arch} not in compute.torch_home yet: rule fetch_torchvision_weights will "
-                f"download {weights_url(arch)} into {path}; without network, place that file there yourself"
-            )
-    return list(problems.values())
-
-
-def standin_weights(config: dict) -> dict[str, str]:
-    """``{weights file: torchvision arch}`` the demo writes as stand-ins (compute.pretrained_standin)."""
-    from .models.weights import torchvision_arch
-
-    if not (config.get("compute") or {}).get("pretrained_standin"):
-        return {}
-    if not (config.get("demo") or {}).get("enabled"):
-        raise ConfigError(
-            "compute.pretrained_standin writes fake ImageNet weights and is for the demo only (demo.enabled: true); "
-            "set it to false and place the real files under compute.torch_home"
-        )
-    out = {}
-    for exp in experiment_table(config).values():
-        path = pretrained_file(config, exp)
-        if path:
-            out[path] = torchvision_arch(exp)
-    return out
-
-
-def file_pattern(paths) -> str:
-    """Wildcard constraint matching exactly the base names of ``paths``."""
-    from pathlib import Path
-
-    return "|".join(re.escape(Path(p).name) for p in paths) or "NO_FILE"

@@ -22,9 +22,11 @@ def regenerate_demo(out_dir, **settings) -> dict:
     return generate_demo(out_dir, **settings)
 
 
-def aggregate_to_tables(metric_files, quality_files, csv_path, md_path, cross_csv=None, tex_path=None) -> None:
+def aggregate_to_tables(metric_files, quality_files, csv_path, md_path, cross_csv=None, tex_path=None,
+                        quality_keys=()) -> None:
     """summary.csv/.md (+ .tex) with CIs, p-values and run health from the runs' metrics.json and
-    the predictions.npz / history.csv beside them; flagged runs are logged as warnings."""
+    the predictions.npz / history.csv beside them; flagged runs are logged as warnings.
+    ``quality_keys``: the (dataset, mask set) of each of ``quality_files``, in the same order."""
     from .reporting.aggregate import summarize, summarize_cross
     from .reporting.loading import load_cross, load_evidence, load_quality, load_runs
     from .reporting.tables import write_cross, write_tables
@@ -36,9 +38,7 @@ def aggregate_to_tables(metric_files, quality_files, csv_path, md_path, cross_cs
         log.warning("RUN HEALTH %s/%s seed %d: %s", task, exp_id, seed, "; ".join(reasons))
     quality = None
     if quality_files:
-        # results/saliency/<dataset>/<sod>/quality.json
-        keys = [(Path(p).parent.parent.name, Path(p).parent.name) for p in quality_files]
-        quality = load_quality([Path(p) for p in quality_files], keys)
+        quality = load_quality([Path(p) for p in quality_files], [tuple(k) for k in quality_keys])
     cross = summarize_cross(load_cross(metric_paths), evidence) if cross_csv else None
     summary = summarize(runs, evidence=evidence)
     write_tables(summary, quality, Path(csv_path), Path(md_path), cross, tex_path=tex_path)
@@ -72,9 +72,8 @@ def plot_examples_from_files(images, masks, composites, truth, out_png, *, rows:
 
 def controls_to_table(controls: dict, predictions, csv_path, md_path, *, margin: float) -> None:
     """The controls table from the control runs' predictions (named ``<control>__<variant>``)."""
-    from .reporting.controls import control_table, write_controls
-
     from .controls import variants
+    from .reporting.controls import control_table, write_controls
 
     files = {name: {v: [str(p) for p in predictions[f"{name}__{v}"]] for v in variants(spec)}
              for name, spec in controls.items()}  # fmt: skip

@@ -5,17 +5,12 @@ import sys
 
 from snakemake.utils import validate
 
+from fashion_rembg.choices import BUILTIN_DATASETS, FILLS, ORACLE_SOD, TASKS as ALL_TASKS
 from fashion_rembg.config import (
-    condition_images,
     control_runs,
+    evaluation_conditions,
     experiment_runs,
     experiment_table,
-    file_pattern,
-    missing_pretrained,
-    pretrained_file,
-    pretrained_files,
-    standin_weights,
-    evaluation_conditions,
 )
 from fashion_rembg.controls import PREFIX as CONTROL_PREFIX
 from fashion_rembg.controls import control_datasets, control_plans
@@ -23,20 +18,29 @@ from fashion_rembg.controls import variants as control_variants
 from fashion_rembg.controls import generator_settings as control_generator_settings
 from fashion_rembg.datasets.own import own_datasets
 from fashion_rembg.errors import PipelineError
-from fashion_rembg.workflow_paths import (
+from fashion_rembg import paths
+from fashion_rembg.paths import (
     REMBG_SOD_PATTERN,
-    check_sources,
+    condition_images,
     fetch_inputs,
+    file_pattern,
     mask_run_settings,
+    pretrained_file,
+    pretrained_files,
     quality_inputs,
     rembg_model_pattern,
     shard_paths,
     sod_model_path,
     sod_spec,
-    standin_models,
-    validate_saliency,
 )
-
+from fashion_rembg.preflight import (
+    check_custom_contracts,
+    check_sources,
+    missing_pretrained,
+    standin_models,
+    standin_weights,
+)
+from fashion_rembg.saliency.registry import validate_saliency
 
 validate(config, schema="../schemas/config.schema.yaml")
 
@@ -55,6 +59,7 @@ try:
     FETCH_WEIGHTS = [p for p in pretrained_files(config) if p not in STANDIN_WEIGHTS and not os.path.isfile(p)]
     STANDIN_MODELS = standin_models(config)
     SOD_SPECS = validate_saliency(config)
+    check_custom_contracts(config)  # a custom ONNX model whose input shape contradicts its contract
     for _problem in check_sources(config) + missing_pretrained(config):
         print(f"fashion-rembg: {_problem}", file=sys.stderr)
 except PipelineError as err:
@@ -70,20 +75,23 @@ REMBG_MODEL_PATTERN = rembg_model_pattern()
 COMPUTE = config["compute"]
 TORCH_HOME = COMPUTE["torch_home"]
 DATASET_CONFIG = config["datasets"]
-TASKS = [task for task in ("classification", "segmentation") if config[task].get("enabled", True)]
+TASKS = [task for task in ALL_TASKS if config[task].get("enabled", True)]
+# Datasets whose masks the default target builds: those of the enabled tasks; with both tasks
+# disabled (masks only), those the task sections name.
+MASK_DATASETS = [config[task]["dataset"] for task in (TASKS or ALL_TASKS) if config.get(task)]
+# Datasets of the enabled tasks, sorted (quarantine table).
+ENABLED_DATASETS = sorted({config[task]["dataset"] for task in TASKS})
 
 
 wildcard_constraints:
     dataset="|".join(
-        ["fashionstyle14", "modanet", "fashionpedia"]
-        + [CONTROL_PREFIX + c for c in CONTROLS]
-        + [re.escape(name) for name in OWN_DATASETS]
+        list(BUILTIN_DATASETS) + [CONTROL_PREFIX + c for c in CONTROLS] + [re.escape(name) for name in OWN_DATASETS]
     ),
     control="|".join(CONTROLS) or "NO_CONTROL",
     exp="|".join(EXPERIMENTS) or "NO_EXPERIMENT",
     seed=r"\d+",
     sod=r"[A-Za-z0-9_.\-]+",
-    fill=r"[a-z]+",
+    fill="|".join(FILLS),
 
 
 def experiment(wildcards):
@@ -114,7 +122,7 @@ def pretrained_input(wildcards):
 
 def run_dataset_file(name):
     def pick(wildcards):
-        return f"results/data/{EXPERIMENTS[wildcards.exp]['dataset']}/{name}"
+        return paths.store(EXPERIMENTS[wildcards.exp]["dataset"], name)
 
     return pick
 
@@ -145,9 +153,9 @@ def fetch_source(wildcards):
 
 def mask_quality_figures():
     """Worst/best-mask figures for every measured mask set (true masks or garment class maps)."""
-    pairs = {tuple(p.split("/")[2:4]) for p in quality_files()}
-    pairs |= {(config[t]["dataset"], SALIENCY["model"]) for t in TASKS if quality_inputs(config, config[t]["dataset"])}
-    return sorted(f"results/figures/mask_quality/{d}/{s}.png" for d, s in pairs)
+    pairs = set(quality_keys())
+    pairs |= {(d, SALIENCY["model"]) for d in MASK_DATASETS if quality_inputs(config, d)}
+    return sorted(paths.mask_quality_figure(d, s) for d, s in pairs)
 
 
 def own_of_kind(kind):
@@ -172,20 +180,21 @@ def demo_marker_if_truth(wildcards):
 
 
 def task_runs(task, filename):
-    return [f"results/runs/{t}/{exp_id}/seed-{seed}/{filename}" for t, exp_id, seed in RUNS if t == task]
+    return [paths.run_file(t, exp_id, seed, filename) for t, exp_id, seed in RUNS if t == task]
 
 
 def all_runs(filename):
     return [path for task in TASKS for path in task_runs(task, filename)]
 
 
+def quality_keys():
+    """(dataset, mask set) of every mask-quality file: datasets in use whose true masks are known."""
+    return [(d, SALIENCY["model"]) for d in MASK_DATASETS if DATASET_CONFIG.get(d, {}).get("truth")]
+
+
 def quality_files():
     """Mask quality for every dataset whose true masks are known."""
-    return [
-        f"results/saliency/{config[task]['dataset']}/{SALIENCY['model']}/quality.json"
-        for task in TASKS
-        if DATASET_CONFIG.get(config[task]["dataset"], {}).get("truth")
-    ]
+    return [paths.mask_set(d, sod, "quality.json") for d, sod in quality_keys()]
 
 
 def example_dataset():
@@ -196,7 +205,7 @@ def control_predictions():
     """predictions.npz of every control run, by control and variant, in seed order."""
     return {
         f"{name}__{variant}": [
-            f"results/runs/classification/{spec[variant]}/seed-{seed}/predictions.npz" for seed in spec["seeds"]
+            paths.run_file("classification", spec[variant], seed, "predictions.npz") for seed in spec["seeds"]
         ]
         for name, spec in CONTROL_RUNS.items()
         for variant in control_variants(spec)
@@ -204,20 +213,27 @@ def control_predictions():
 
 
 CONTROL_OUTPUTS = (
-    ["results/tables/controls.csv", "results/tables/controls.md", "results/figures/dose_response.png"]
-    if CONTROL_RUNS
-    else []
+    [paths.table("controls.csv"), paths.table("controls.md"), paths.figure("dose_response.png")] if CONTROL_RUNS else []
 )
 
 
+def mask_outputs():
+    """Masks only (both tasks disabled): the default mask set, its composite, its quality."""
+    masks = [paths.mask_set(d, SALIENCY["model"]) for d in MASK_DATASETS]
+    composites = [paths.composite(d, SALIENCY["model"], SALIENCY["fill"]) for d in MASK_DATASETS]
+    return sorted(set(masks + composites)) + quality_files() + mask_quality_figures()
+
+
 def final_outputs():
-    outputs = ["results/tables/summary.csv", "results/tables/summary.md"]
+    if not TASKS:
+        return mask_outputs()
+    outputs = [paths.table("summary.csv"), paths.table("summary.md")]
     outputs += [
-        "results/figures/variant_bars.png",
-        "results/figures/learning_curves.png",
-        "results/figures/examples.png",
-        "results/tables/cross_condition.csv",
-        "results/figures/cross_condition.png",
-        "results/tables/quarantine.md",
+        paths.figure("variant_bars.png"),
+        paths.figure("learning_curves.png"),
+        paths.figure("examples.png"),
+        paths.table("cross_condition.csv"),
+        paths.figure("cross_condition.png"),
+        paths.table("quarantine.md"),
     ]
     return outputs + quality_files() + mask_quality_figures() + CONTROL_OUTPUTS

@@ -31,14 +31,14 @@ rule demo_data:
         modanet_val=f"{DEMO_DIR}/modanet/annotations/modanet2018_instances_val.json",
         lmdb=f"{DEMO_DIR}/modanet/photos.lmdb/data.mdb",
         info=f"{DEMO_DIR}/demo_info.json",
-    params:
-        settings={k: v for k, v in config["demo"].items() if k not in ("enabled", "out_dir")},
-    conda:
-        CONDA_ENV
     log:
         "results/logs/demo_data.log",
     benchmark:
         "results/benchmarks/demo_data.tsv"
+    conda:
+        CONDA_ENV
+    params:
+        settings={k: v for k, v in config["demo"].items() if k not in ("enabled", "out_dir")},
     script:
         "../scripts/demo_data.py"
 
@@ -46,16 +46,18 @@ rule demo_data:
 rule demo_control_data:
     """A known-answer control: the FashionStyle14 look-alike with some generator knobs overridden."""
     output:
-        fs14_csv=expand("{demo}/controls/{{control}}/FashionStyle14_v1/{split}.csv", demo=DEMO_DIR, split=["train", "val", "test"]),
+        fs14_csv=expand(
+            "{demo}/controls/{{control}}/FashionStyle14_v1/{split}.csv", demo=DEMO_DIR, split=["train", "val", "test"]
+        ),
         info=f"{DEMO_DIR}/controls/{{control}}/demo_info.json",
-    params:
-        settings=lambda wildcards: control_generator_settings(config, wildcards.control),
-    conda:
-        CONDA_ENV
     log:
         "results/logs/demo_control_data/{control}.log",
     benchmark:
         "results/benchmarks/demo_control_data/{control}.tsv"
+    conda:
+        CONDA_ENV
+    params:
+        settings=lambda wildcards: control_generator_settings(config, wildcards.control),
     script:
         "../scripts/demo_data.py"
 
@@ -65,21 +67,21 @@ rule prepare_control:
     input:
         unpack(lambda wildcards: SOURCES[CONTROL_PREFIX + wildcards.control].inputs),
     output:
-        manifest=f"results/data/{CONTROL_PREFIX}{{control}}/manifest.tsv",
-        quarantine=f"results/data/{CONTROL_PREFIX}{{control}}/quarantine.tsv",
-        classes=f"results/data/{CONTROL_PREFIX}{{control}}/classes.json",
-        images=f"results/data/{CONTROL_PREFIX}{{control}}/images.npy",
-    params:
-        # control-<name> entries carry fashionstyle14's store settings (fashion_rembg.controls)
-        store_size=lambda wildcards: DATASET_CONFIG[CONTROL_PREFIX + wildcards.control]["store_size"],
-        fit=lambda wildcards: DATASET_CONFIG[CONTROL_PREFIX + wildcards.control]["fit"],
-    threads: PREPARE_THREADS
-    conda:
-        CONDA_ENV
+        manifest=paths.store(f"{CONTROL_PREFIX}{{control}}", "manifest.tsv"),
+        quarantine=paths.store(f"{CONTROL_PREFIX}{{control}}", "quarantine.tsv"),
+        classes=paths.store(f"{CONTROL_PREFIX}{{control}}", "classes.json"),
+        images=paths.store(f"{CONTROL_PREFIX}{{control}}", "images.npy"),
     log:
         f"results/logs/prepare_{CONTROL_PREFIX}{{control}}.log",
     benchmark:
         f"results/benchmarks/prepare_{CONTROL_PREFIX}{{control}}.tsv"
+    conda:
+        CONDA_ENV
+    threads: PREPARE_THREADS
+    params:
+        # control-<name> entries carry fashionstyle14's store settings (fashion_rembg.controls)
+        store_size=lambda wildcards: DATASET_CONFIG[CONTROL_PREFIX + wildcards.control]["store_size"],
+        fit=lambda wildcards: DATASET_CONFIG[CONTROL_PREFIX + wildcards.control]["fit"],
     script:
         "../scripts/prepare_fashionstyle14.py"
 
@@ -92,13 +94,13 @@ for _plan in SOURCES.values():
                 f"fetch_{_raw.dataset}_{_raw.key}"
             output:
                 protected(_raw.path),
+            log:
+                f"results/logs/fetch/{_raw.dataset}_{_raw.key}.log",
+            retries: 2 if _raw.url else 0
+            localrule: True
             params:
                 dataset=_raw.dataset,
                 key=_raw.key,
-            localrule: True
-            retries: 2 if _raw.url else 0
-            log:
-                f"results/logs/fetch/{_raw.dataset}_{_raw.key}.log",
             run:
                 job_log(log[0], fetch_raw, config, params.dataset, params.key, output[0])
 
@@ -111,12 +113,12 @@ for _plan in SOURCES.values():
                 _extraction.archive.path,
             output:
                 _extraction.marker,
-            params:
-                name=_extraction.name,
             log:
                 f"results/logs/extract/{_extraction.name}.log",
             benchmark:
                 f"results/benchmarks/extract/{_extraction.name}.tsv"
+            params:
+                name=_extraction.name,
             run:
                 job_log(log[0], extract_raw, config, params.name, input[0], output[0])
 
@@ -145,20 +147,20 @@ if "fashionstyle14" in SOURCES:
         input:
             **SOURCES["fashionstyle14"].inputs,
         output:
-            manifest="results/data/fashionstyle14/manifest.tsv",
-            quarantine="results/data/fashionstyle14/quarantine.tsv",
-            classes="results/data/fashionstyle14/classes.json",
-            images="results/data/fashionstyle14/images.npy",
-        params:
-            store_size=DATASET_CONFIG["fashionstyle14"]["store_size"],
-            fit=DATASET_CONFIG["fashionstyle14"]["fit"],
-        threads: PREPARE_THREADS
-        conda:
-            CONDA_ENV
+            manifest=paths.store("fashionstyle14", "manifest.tsv"),
+            quarantine=paths.store("fashionstyle14", "quarantine.tsv"),
+            classes=paths.store("fashionstyle14", "classes.json"),
+            images=paths.store("fashionstyle14", "images.npy"),
         log:
             "results/logs/prepare_fashionstyle14.log",
         benchmark:
             "results/benchmarks/prepare_fashionstyle14.tsv"
+        conda:
+            CONDA_ENV
+        threads: PREPARE_THREADS
+        params:
+            store_size=DATASET_CONFIG["fashionstyle14"]["store_size"],
+            fit=DATASET_CONFIG["fashionstyle14"]["fit"],
         script:
             "../scripts/prepare_fashionstyle14.py"
 
@@ -169,22 +171,22 @@ if "modanet" in SOURCES:
         input:
             **SOURCES["modanet"].inputs,
         output:
-            manifest="results/data/modanet/manifest.tsv",
-            quarantine="results/data/modanet/quarantine.tsv",
-            classes="results/data/modanet/classes.json",
-            images="results/data/modanet/images.npy",
-            classmaps="results/data/modanet/classmaps.npy",
-        params:
-            store_size=DATASET_CONFIG["modanet"]["store_size"],
-            fit=DATASET_CONFIG["modanet"]["fit"],
-            split=DATASET_CONFIG["modanet"]["split"],
-        threads: PREPARE_THREADS
-        conda:
-            CONDA_ENV
+            manifest=paths.store("modanet", "manifest.tsv"),
+            quarantine=paths.store("modanet", "quarantine.tsv"),
+            classes=paths.store("modanet", "classes.json"),
+            images=paths.store("modanet", "images.npy"),
+            classmaps=paths.store("modanet", "classmaps.npy"),
         log:
             "results/logs/prepare_modanet.log",
         benchmark:
             "results/benchmarks/prepare_modanet.tsv"
+        conda:
+            CONDA_ENV
+        threads: PREPARE_THREADS
+        params:
+            store_size=DATASET_CONFIG["modanet"]["store_size"],
+            fit=DATASET_CONFIG["modanet"]["fit"],
+            split=DATASET_CONFIG["modanet"]["split"],
         script:
             "../scripts/prepare_modanet.py"
 
@@ -195,23 +197,23 @@ if "fashionpedia" in SOURCES:
         input:
             **SOURCES["fashionpedia"].inputs,
         output:
-            manifest="results/data/fashionpedia/manifest.tsv",
-            quarantine="results/data/fashionpedia/quarantine.tsv",
-            classes="results/data/fashionpedia/classes.json",
-            images="results/data/fashionpedia/images.npy",
-            classmaps="results/data/fashionpedia/classmaps.npy",
+            manifest=paths.store("fashionpedia", "manifest.tsv"),
+            quarantine=paths.store("fashionpedia", "quarantine.tsv"),
+            classes=paths.store("fashionpedia", "classes.json"),
+            images=paths.store("fashionpedia", "images.npy"),
+            classmaps=paths.store("fashionpedia", "classmaps.npy"),
+        log:
+            "results/logs/prepare_fashionpedia.log",
+        benchmark:
+            "results/benchmarks/prepare_fashionpedia.tsv"
+        conda:
+            CONDA_ENV
+        threads: PREPARE_THREADS
         params:
             store_size=DATASET_CONFIG["fashionpedia"]["store_size"],
             fit=DATASET_CONFIG["fashionpedia"]["fit"],
             classes=DATASET_CONFIG["fashionpedia"]["classes"],
             split=DATASET_CONFIG["fashionpedia"]["split"],
-        threads: PREPARE_THREADS
-        conda:
-            CONDA_ENV
-        log:
-            "results/logs/prepare_fashionpedia.log",
-        benchmark:
-            "results/benchmarks/prepare_fashionpedia.tsv"
         script:
             "../scripts/prepare_fashionpedia.py"
 
@@ -221,21 +223,21 @@ rule prepare_imagefolder:
     input:
         unpack(lambda wildcards: SOURCES[wildcards.dataset].inputs),
     output:
-        manifest="results/data/{dataset}/manifest.tsv",
-        quarantine="results/data/{dataset}/quarantine.tsv",
-        classes="results/data/{dataset}/classes.json",
-        images="results/data/{dataset}/images.npy",
-    wildcard_constraints:
-        dataset=own_of_kind("imagefolder"),
-    params:
-        settings=lambda wildcards: DATASET_CONFIG[wildcards.dataset],
-    threads: PREPARE_THREADS
-    conda:
-        CONDA_ENV
+        manifest=paths.store("{dataset}", "manifest.tsv"),
+        quarantine=paths.store("{dataset}", "quarantine.tsv"),
+        classes=paths.store("{dataset}", "classes.json"),
+        images=paths.store("{dataset}", "images.npy"),
     log:
         "results/logs/prepare_{dataset}.log",
     benchmark:
         "results/benchmarks/prepare_{dataset}.tsv"
+    wildcard_constraints:
+        dataset=own_of_kind("imagefolder"),
+    conda:
+        CONDA_ENV
+    threads: PREPARE_THREADS
+    params:
+        settings=lambda wildcards: DATASET_CONFIG[wildcards.dataset],
     script:
         "../scripts/prepare_imagefolder.py"
 
@@ -245,22 +247,22 @@ rule prepare_coco:
     input:
         unpack(lambda wildcards: SOURCES[wildcards.dataset].inputs),
     output:
-        manifest="results/data/{dataset}/manifest.tsv",
-        quarantine="results/data/{dataset}/quarantine.tsv",
-        classes="results/data/{dataset}/classes.json",
-        images="results/data/{dataset}/images.npy",
-        classmaps="results/data/{dataset}/classmaps.npy",
-    wildcard_constraints:
-        dataset=own_of_kind("coco"),
-    params:
-        settings=lambda wildcards: DATASET_CONFIG[wildcards.dataset],
-    threads: PREPARE_THREADS
-    conda:
-        CONDA_ENV
+        manifest=paths.store("{dataset}", "manifest.tsv"),
+        quarantine=paths.store("{dataset}", "quarantine.tsv"),
+        classes=paths.store("{dataset}", "classes.json"),
+        images=paths.store("{dataset}", "images.npy"),
+        classmaps=paths.store("{dataset}", "classmaps.npy"),
     log:
         "results/logs/prepare_{dataset}.log",
     benchmark:
         "results/benchmarks/prepare_{dataset}.tsv"
+    wildcard_constraints:
+        dataset=own_of_kind("coco"),
+    conda:
+        CONDA_ENV
+    threads: PREPARE_THREADS
+    params:
+        settings=lambda wildcards: DATASET_CONFIG[wildcards.dataset],
     script:
         "../scripts/prepare_coco.py"
 
@@ -269,16 +271,16 @@ rule prepare_truth:
     """True foreground masks aligned with a store (demo), to measure rembg mask quality."""
     input:
         demo_marker_if_truth,
-        manifest="results/data/{dataset}/manifest.tsv",
+        manifest=paths.store("{dataset}", "manifest.tsv"),
     output:
-        "results/data/{dataset}/truth.npy",
+        paths.store("{dataset}", "truth.npy"),
+    log:
+        "results/logs/prepare_truth/{dataset}.log",
+    conda:
+        CONDA_ENV
     params:
         truth_dir=truth_dir,
         store_size=store_size,
         fit=lambda wildcards: DATASET_CONFIG[wildcards.dataset]["fit"],
-    conda:
-        CONDA_ENV
-    log:
-        "results/logs/prepare_truth/{dataset}.log",
     script:
         "../scripts/prepare_truth.py"

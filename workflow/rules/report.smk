@@ -10,51 +10,53 @@ rule aggregate:
         quality=quality_files(),
     output:
         csv=report(
-            "results/tables/summary.csv",
+            paths.table("summary.csv"),
             caption="../report/summary.rst",
             category="Tables",
             labels={"table": "summary (CSV)"},
         ),
         md=report(
-            "results/tables/summary.md",
+            paths.table("summary.md"),
             caption="../report/summary.rst",
             category="Tables",
             labels={"table": "summary (Markdown)"},
         ),
         tex=report(
-            "results/tables/summary.tex",
+            paths.table("summary.tex"),
             caption="../report/summary.rst",
             category="Tables",
             labels={"table": "summary (LaTeX)"},
         ),
         cross=report(
-            "results/tables/cross_condition.csv",
+            paths.table("cross_condition.csv"),
             caption="../report/cross_condition.rst",
             category="Tables",
             labels={"table": "train on X, test on Y (CSV)"},
         ),
-    conda:
-        CONDA_ENV
     log:
         "results/logs/aggregate.log",
+    conda:
+        CONDA_ENV
+    params:
+        quality_keys=quality_keys(),
     script:
         "../scripts/aggregate.py"
 
 
 rule figure_variant_bars:
     input:
-        "results/tables/summary.csv",
+        paths.table("summary.csv"),
     output:
         report(
-            "results/figures/variant_bars.png",
+            paths.figure("variant_bars.png"),
             caption="../report/variant_bars.rst",
             category="Figures",
             labels={"figure": "original vs rembg"},
         ),
-    conda:
-        CONDA_ENV
     log:
         "results/logs/figure_variant_bars.log",
+    conda:
+        CONDA_ENV
     script:
         "../scripts/figure_variant_bars.py"
 
@@ -66,60 +68,60 @@ rule figure_learning_curves:
         metrics=all_runs("metrics.json"),
     output:
         report(
-            "results/figures/learning_curves.png",
+            paths.figure("learning_curves.png"),
             caption="../report/learning_curves.rst",
             category="Figures",
             labels={"figure": "learning curves"},
         ),
-    conda:
-        CONDA_ENV
     log:
         "results/logs/figure_learning_curves.log",
+    conda:
+        CONDA_ENV
     script:
         "../scripts/figure_learning_curves.py"
 
 
 rule figure_cross_condition:
     input:
-        "results/tables/cross_condition.csv",
+        paths.table("cross_condition.csv"),
     output:
         report(
-            "results/figures/cross_condition.png",
+            paths.figure("cross_condition.png"),
             caption="../report/cross_condition.rst",
             category="Figures",
             labels={"figure": "train on X, test on Y"},
         ),
-    conda:
-        CONDA_ENV
     log:
         "results/logs/figure_cross_condition.log",
+    conda:
+        CONDA_ENV
     script:
         "../scripts/figure_cross_condition.py"
 
 
 rule figure_examples:
     input:
-        images=f"results/data/{example_dataset()}/images.npy",
-        masks=f"results/saliency/{example_dataset()}/{SALIENCY['model']}/masks.npy",
-        composites=f"results/rembg/{example_dataset()}/{SALIENCY['model']}/{SALIENCY['fill']}/images.npy",
+        images=paths.store(example_dataset(), "images.npy"),
+        masks=paths.mask_set(example_dataset(), SALIENCY["model"]),
+        composites=paths.composite(example_dataset(), SALIENCY["model"], SALIENCY["fill"]),
         truth=(
-            [f"results/data/{example_dataset()}/truth.npy"]
+            [paths.store(example_dataset(), "truth.npy")]
             if DATASET_CONFIG.get(example_dataset(), {}).get("truth")
             else []
         ),
     output:
         report(
-            "results/figures/examples.png",
+            paths.figure("examples.png"),
             caption="../report/examples.rst",
             category="Figures",
             labels={"figure": "examples"},
         ),
-    params:
-        rows=config["report"]["examples"],
-    conda:
-        CONDA_ENV
     log:
         "results/logs/figure_examples.log",
+    conda:
+        CONDA_ENV
+    params:
+        rows=config["report"]["examples"],
     script:
         "../scripts/figure_examples.py"
 
@@ -130,42 +132,42 @@ rule control_table:
         **control_predictions(),
     output:
         csv=report(
-            "results/tables/controls.csv",
+            paths.table("controls.csv"),
             caption="../report/controls.rst",
             category="Controls",
             labels={"table": "controls (CSV)"},
         ),
         md=report(
-            "results/tables/controls.md",
+            paths.table("controls.md"),
             caption="../report/controls.rst",
             category="Controls",
             labels={"table": "controls (Markdown)"},
         ),
+    log:
+        "results/logs/control_table.log",
+    conda:
+        CONDA_ENV
     params:
         controls=CONTROL_RUNS,
         margin=config["controls"].get("margin", 0.05),
-    conda:
-        CONDA_ENV
-    log:
-        "results/logs/control_table.log",
     script:
         "../scripts/control_table.py"
 
 
 rule figure_dose_response:
     input:
-        "results/tables/controls.csv",
+        paths.table("controls.csv"),
     output:
         report(
-            "results/figures/dose_response.png",
+            paths.figure("dose_response.png"),
             caption="../report/dose_response.rst",
             category="Controls",
             labels={"figure": "dose-response: Δ against clutter"},
         ),
-    conda:
-        CONDA_ENV
     log:
         "results/logs/figure_dose_response.log",
+    conda:
+        CONDA_ENV
     script:
         "../scripts/figure_dose_response.py"
 
@@ -180,16 +182,26 @@ rule controls:
 rule quarantine_table:
     """Kept/quarantined counts of every prepared dataset in use, for the report."""
     input:
-        quarantine=expand("results/data/{dataset}/quarantine.tsv", dataset=sorted({config[t]["dataset"] for t in TASKS})),
-        manifest=expand("results/data/{dataset}/manifest.tsv", dataset=sorted({config[t]["dataset"] for t in TASKS})),
+        quarantine=[paths.store(d, "quarantine.tsv") for d in ENABLED_DATASETS],
+        manifest=[paths.store(d, "manifest.tsv") for d in ENABLED_DATASETS],
     output:
-        csv=report("results/tables/quarantine.csv", caption="../report/quarantine.rst", category="Tables",
-                   labels={"table": "quarantined raw data (CSV)"}),
-        md=report("results/tables/quarantine.md", caption="../report/quarantine.rst", category="Tables",
-                  labels={"table": "quarantined raw data (Markdown)"}),
-    conda:
-        CONDA_ENV
+        csv=report(
+            paths.table("quarantine.csv"),
+            caption="../report/quarantine.rst",
+            category="Tables",
+            labels={"table": "quarantined raw data (CSV)"},
+        ),
+        md=report(
+            paths.table("quarantine.md"),
+            caption="../report/quarantine.rst",
+            category="Tables",
+            labels={"table": "quarantined raw data (Markdown)"},
+        ),
     log:
         "results/logs/quarantine_table.log",
+    conda:
+        CONDA_ENV
+    params:
+        datasets=ENABLED_DATASETS,
     script:
         "../scripts/quarantine_table.py"

@@ -16,7 +16,7 @@ def training_limit(task):
             EXPERIMENTS[wildcards.exp],
             DATASET_CONFIG[dataset]["store_size"],
             dataset,
-            f"results/data/{dataset}/manifest.tsv",
+            paths.store(dataset, "manifest.tsv"),
             THROUGHPUT_TABLE,
         )
         return estimate["limit_min"] * attempt

@@ -1,64 +1,20 @@
 # Saliency masks with rembg (the study's independent variable) and rembg composites.
 # {sod} names a mask set (rembg model + mask options; fashion_rembg.saliency.registry).
-from fashion_rembg.workflow_paths import photo_mask_inputs, photo_mask_settings
-
-
-rule train_standin_sod:
-    """Demo only: rembg weights cannot be downloaded, so train a small saliency network on the
-    demo's saliency set and export it (u2net contract) into the rembg model home."""
-    input:
-        f"{DEMO_DIR}/demo_info.json",
-    output:
-        f"{MODEL_HOME}/{{standin}}.onnx",
-    wildcard_constraints:
-        standin="|".join(STANDIN_MODELS) or "NO_STANDIN",
-    params:
-        sod_dir=f"{DEMO_DIR}/sod_train",
-        epochs=SALIENCY["standin"]["epochs"],
-        seed=SALIENCY["standin"]["seed"],
-    threads: 2
-    conda:
-        CONDA_ENV
-    log:
-        "results/logs/train_standin_sod/{standin}.log",
-    benchmark:
-        "results/benchmarks/train_standin_sod/{standin}.tsv"
-    script:
-        "../scripts/train_standin_sod.py"
-
-
-rule fetch_rembg_weights:
-    """The only network access: a rembg registry model into the project-local model home, written
-    only once its checksum matches rembg's published md5/sha256 (birefnet-general-fp16: converted)."""
-    input:
-        fetch_source,
-    output:
-        f"{MODEL_HOME}/{{rembg_model}}.onnx",
-    wildcard_constraints:
-        rembg_model=REMBG_MODEL_PATTERN,
-    params:
-        fetch=SALIENCY["fetch"],
-    localrule: True
-    conda:
-        CONDA_ENV
-    log:
-        "results/logs/fetch_rembg_weights/{rembg_model}.log",
-    script:
-        "../scripts/fetch_rembg_weights.py"
+from fashion_rembg.paths import photo_mask_inputs, photo_mask_settings
 
 
 checkpoint saliency_plan:
     """Shards of the image store (its size is known only once it is prepared)."""
     input:
-        "results/data/{dataset}/images.npy",
+        paths.store("{dataset}", "images.npy"),
     output:
-        "results/saliency/{dataset}/shards.json",
-    params:
-        shard_size=SALIENCY["shard_size"],
-    conda:
-        CONDA_ENV
+        paths.shard_plan("{dataset}"),
     log:
         "results/logs/saliency_plan/{dataset}.log",
+    conda:
+        CONDA_ENV
+    params:
+        shard_size=SALIENCY["shard_size"],
     script:
         "../scripts/saliency_plan.py"
 
@@ -68,31 +24,31 @@ rule saliency_shard:
     saliency.mask_input photo, rembg runs on the raw photos and the masks are fitted like the images."""
     input:
         unpack(lambda wildcards: photo_mask_inputs(config, SOURCES, wildcards.dataset)),
-        images="results/data/{dataset}/images.npy",
+        images=paths.store("{dataset}", "images.npy"),
         model=mask_model,
     output:
-        masks=temp("results/saliency/{dataset}/{sod}/shards/{start}-{stop}.npy"),
-        info=temp("results/saliency/{dataset}/{sod}/shards/{start}-{stop}.json"),
+        masks=temp(paths.mask_shard("{dataset}", "{sod}", "{start}", "{stop}", ".npy")),
+        info=temp(paths.mask_shard("{dataset}", "{sod}", "{start}", "{stop}", ".json")),
+    log:
+        "results/logs/saliency_shard/{dataset}/{sod}/{start}-{stop}.log",
+    benchmark:
+        "results/benchmarks/saliency_shard/{dataset}/{sod}/{start}-{stop}.tsv"
     wildcard_constraints:
         sod=REMBG_SOD_PATTERN,
         start=r"\d+",
         stop=r"\d+",
-    params:
-        spec=mask_spec,
-        model_home=MODEL_HOME,
-        run=MASK_RUN,
-        photos=lambda wildcards: photo_mask_settings(config, SOURCES, wildcards.dataset),
+    conda:
+        CONDA_ENV
     threads: SALIENCY["threads"]
     resources:
         gpu=SALIENCY["gpu"],
         mem_mb=SALIENCY["mem_mb"],
         runtime=lambda wildcards, attempt: SALIENCY["runtime"] * attempt,
-    conda:
-        CONDA_ENV
-    log:
-        "results/logs/saliency_shard/{dataset}/{sod}/{start}-{stop}.log",
-    benchmark:
-        "results/benchmarks/saliency_shard/{dataset}/{sod}/{start}-{stop}.tsv"
+    params:
+        spec=mask_spec,
+        model_home=MODEL_HOME,
+        run=MASK_RUN,
+        photos=lambda wildcards: photo_mask_settings(config, SOURCES, wildcards.dataset),
     script:
         "../scripts/saliency_shard.py"
 
@@ -102,19 +58,19 @@ rule saliency_masks:
     input:
         shards=mask_shards(".npy"),
         infos=mask_shards(".json"),
-        images="results/data/{dataset}/images.npy",
+        images=paths.store("{dataset}", "images.npy"),
         model=mask_model,
     output:
-        masks="results/saliency/{dataset}/{sod}/masks.npy",
-        session="results/saliency/{dataset}/{sod}/session.json",
-    wildcard_constraints:
-        sod=REMBG_SOD_PATTERN,
-    params:
-        spec=mask_spec,
-    conda:
-        CONDA_ENV
+        masks=paths.mask_set("{dataset}", "{sod}", "masks.npy"),
+        session=paths.mask_set("{dataset}", "{sod}", "session.json"),
     log:
         "results/logs/saliency_masks/{dataset}/{sod}.log",
+    wildcard_constraints:
+        sod=REMBG_SOD_PATTERN,
+    conda:
+        CONDA_ENV
+    params:
+        spec=mask_spec,
     script:
         "../scripts/saliency_masks.py"
 
@@ -123,13 +79,13 @@ rule mask_quality:
     """IoU / MAE / F-measure against true masks and/or garment recall against the class maps."""
     input:
         unpack(quality_references),
-        masks="results/saliency/{dataset}/{sod}/masks.npy",
+        masks=paths.mask_set("{dataset}", "{sod}", "masks.npy"),
     output:
-        "results/saliency/{dataset}/{sod}/quality.json",
-    conda:
-        CONDA_ENV
+        paths.mask_set("{dataset}", "{sod}", "quality.json"),
     log:
         "results/logs/mask_quality/{dataset}/{sod}.log",
+    conda:
+        CONDA_ENV
     script:
         "../scripts/mask_quality.py"
 
@@ -138,23 +94,23 @@ rule figure_mask_quality:
     """Worst and best masks of a mask set (by IoU, or by garment recall without true masks)."""
     input:
         unpack(quality_references),
-        images="results/data/{dataset}/images.npy",
-        masks="results/saliency/{dataset}/{sod}/masks.npy",
-        quality="results/saliency/{dataset}/{sod}/quality.json",
+        images=paths.store("{dataset}", "images.npy"),
+        masks=paths.mask_set("{dataset}", "{sod}", "masks.npy"),
+        quality=paths.mask_set("{dataset}", "{sod}", "quality.json"),
     output:
         report(
-            "results/figures/mask_quality/{dataset}/{sod}.png",
+            paths.mask_quality_figure("{dataset}", "{sod}"),
             caption="../report/mask_quality.rst",
             category="Mask quality",
             subcategory="{dataset}",
             labels={"dataset": "{dataset}", "mask set": "{sod}"},
         ),
-    params:
-        rows=SALIENCY["quality_examples"],
-    conda:
-        CONDA_ENV
     log:
         "results/logs/figure_mask_quality/{dataset}/{sod}.log",
+    conda:
+        CONDA_ENV
+    params:
+        rows=SALIENCY["quality_examples"],
     script:
         "../scripts/figure_mask_quality.py"
 
@@ -162,14 +118,14 @@ rule figure_mask_quality:
 rule composite:
     """rembg images: image × mask over a fill. A new fill reuses the masks."""
     input:
-        images="results/data/{dataset}/images.npy",
-        masks="results/saliency/{dataset}/{sod}/masks.npy",
+        images=paths.store("{dataset}", "images.npy"),
+        masks=paths.mask_set("{dataset}", "{sod}", "masks.npy"),
     output:
-        "results/rembg/{dataset}/{sod}/{fill}/images.npy",
-    conda:
-        CONDA_ENV
+        paths.composite("{dataset}", "{sod}", "{fill}"),
     log:
         "results/logs/composite/{dataset}/{sod}/{fill}.log",
+    conda:
+        CONDA_ENV
     script:
         "../scripts/composite.py"
 
@@ -178,12 +134,12 @@ rule oracle_masks:
     """The oracle variant's masks: the true foreground masks in the mask-set layout, so the
     composite rule with sod = oracle builds oracle images exactly like rembg images."""
     input:
-        "results/data/{dataset}/truth.npy",
+        paths.store("{dataset}", "truth.npy"),
     output:
-        "results/saliency/{dataset}/oracle/masks.npy",
-    conda:
-        CONDA_ENV
+        paths.mask_set("{dataset}", ORACLE_SOD),
     log:
         "results/logs/oracle_masks/{dataset}.log",
+    conda:
+        CONDA_ENV
     script:
         "../scripts/oracle_masks.py"

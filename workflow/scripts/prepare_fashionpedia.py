@@ -5,7 +5,8 @@ from fashion_rembg.datasets.sources import check_file
 from fashion_rembg.workflow_io import log_to
 
 with log_to(snakemake.log[0]):
-    paths = {key: snakemake.input[key] for key in ("train_annotations", "val_annotations", "train_images", "val_images")}
+    keys = ("train_annotations", "val_annotations", "train_images", "val_images")
+    paths = {key: snakemake.input[key] for key in keys}
     for key, path in paths.items():
         check_file(snakemake.config, "fashionpedia", key, path)  # pins / first-use hash
     split = snakemake.params.split

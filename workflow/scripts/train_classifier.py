@@ -1,5 +1,5 @@
-from fashion_rembg.training.classification import train_classifier
 from fashion_rembg.gpu_slots import gpu_slots
+from fashion_rembg.training.classification import train_classifier
 from fashion_rembg.workflow_io import log_to
 
 with log_to(snakemake.log[0]), gpu_slots(snakemake.config["compute"]["jobs_per_gpu"]):

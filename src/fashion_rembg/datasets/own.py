@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ..choices import check_name
 from ..errors import ConfigError
 
 # kind → the task its store serves
@@ -24,7 +25,9 @@ SPLITS = ("train", "val", "test")
 DEFAULTS = {"store_size": [224, 224], "fit": "cover", "truth": None,
             "split": {"val_fraction": 0.15, "test_fraction": 0.15, "seed": 0}}
 KIND_KEYS = {"imagefolder": ("root", "split_lists"), "coco": ("annotations", "images", "categories")}
-IMAGEFOLDER_LAYOUT = "one sub-folder per class holding its images (torchvision ImageFolder layout: <root>/<class>/<image>.jpg)"
+IMAGEFOLDER_LAYOUT = (
+    "one sub-folder per class holding its images (torchvision ImageFolder layout: <root>/<class>/<image>.jpg)"
+)
 
 
 def own_names(config: dict) -> list[str]:
@@ -51,8 +54,6 @@ def _fraction(value, where: str) -> float:
 
 def own_entry(name: str, entry: dict) -> dict:
     """One entry checked and completed with its defaults (ConfigError naming the key)."""
-    from ..config import check_name
-
     where = f"datasets.{name}"
     check_name(name, where)
     if name.startswith(RESERVED_PREFIX):
@@ -138,7 +139,8 @@ def coco_problem(name: str, entry: dict) -> str | None:
     where = f"datasets.{name}"
     annotations, images = Path(entry["annotations"]), Path(entry["images"])
     if not annotations.is_file():
-        return f"{where}.annotations: {annotations} not found; expected a COCO instances JSON (images, annotations, categories)"
+        return (f"{where}.annotations: {annotations} not found; expected a COCO instances JSON "
+                "(images, annotations, categories)")
     if not images.exists():
         return (f"{where}.images: {images} not found; expected the folder (or .zip) holding the images named by "
                 f"the file_name fields of {annotations.name}")
@@ -150,12 +152,11 @@ def list_paths(root: str, split_lists: dict | None) -> dict[str, str]:
     return {split: str(Path(root) / path) for split, path in (split_lists or {}).items()}
 
 
-def plan_own(config: dict, name: str):
-    """The prepare inputs of an own dataset; a layout problem raises (a used dataset) or is listed."""
-    from .sources import DatasetPlan, used_datasets
-
+def plan_own(config: dict, name: str, plan, used: set[str]):
+    """Fill `plan` (a sources.DatasetPlan, passed in so this module need not import sources, which
+    imports it) with the prepare inputs of an own dataset; a layout problem raises when the dataset
+    is in `used`, else it is listed."""
     entry = config["datasets"][name]
-    plan = DatasetPlan(name)
     if entry["kind"] == "imagefolder":
         problem = imagefolder_problem(name, Path(entry["root"]))
         plan.inputs["root"] = entry["root"]
@@ -168,7 +169,7 @@ def plan_own(config: dict, name: str):
         problem = coco_problem(name, entry)
         plan.inputs.update(annotations=entry["annotations"], images=entry["images"])
     if problem:
-        if name in used_datasets(config):
+        if name in used:
             raise ConfigError(problem)
         plan.missing.append(problem)
     return plan

@@ -37,7 +37,8 @@ MARKER = "extracted.json"
 # (dataset, key) → (label, distributed file name, where a person gets it)
 DISTRIBUTED = {
     ("fashionstyle14", "archive"): (
-        "FashionStyle14 archive", "the FashionStyle14 archive (zip or tar.*, any file name; top folder FashionStyle14_v1/)",
+        "FashionStyle14 archive",
+        "the FashionStyle14 archive (zip or tar.*, any file name; top folder FashionStyle14_v1/)",
         f"{FS14_HOME} (on request)"),
     ("modanet", "annotations"): (
         "ModaNet annotations", "modanet2018_instances_train.json",
@@ -167,7 +168,8 @@ def plan_modanet(config: dict) -> DatasetPlan:
         lmdb_input = str(lmdb_dir / "data.mdb")
         if not folder_ok:
             plan.missing.append(
-                f"PaperDoll images missing: extract photos.lmdb.tar (http://vision.is.tohoku.ac.jp/chictopia2/photos.lmdb.tar, "
+                "PaperDoll images missing: extract photos.lmdb.tar "
+                f"(http://vision.is.tohoku.ac.jp/chictopia2/photos.lmdb.tar, "
                 f"md5 a404789687fc3906d7d843942c802f53) so that {lmdb_dir}/data.mdb exists, "
                 "or configure datasets.modanet.lmdb_archive to let the pipeline fetch and extract it")
     else:
@@ -193,7 +195,8 @@ def plan(config: dict) -> dict[str, DatasetPlan]:
     for name in sorted(used_datasets(config) - set(configured)):
         raise ConfigError(f"a task uses {name}, but datasets.{name} is not configured (see config/paper.yaml)")
     plans = {name: PLANNERS[name](config) for name in DATASETS if name in configured}
-    return plans | {name: plan_own(config, name) for name in own_names(config)}
+    used = used_datasets(config)
+    return plans | {name: plan_own(config, name, DatasetPlan(name), used) for name in own_names(config)}
 
 
 def used_datasets(config: dict) -> set[str]:

@@ -13,6 +13,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from fashion_rembg.choices import BN_TOGGLE_ARCHS, CLASSIFIER_ARCHS, INITS
 from fashion_rembg.errors import ConfigError, PipelineError
 from fashion_rembg.models.weights import load_imagenet_state_dict
 
@@ -23,10 +24,25 @@ __all__ = [
     "available_classifiers",
     "build_classifier",
     "load_pretrained",
+    "register_classifier",
 ]
 
-# Architectures whose batch norm is a switch: the shallow CNN, and VGG via torchvision's *_bn twins.
-BN_TOGGLE_ARCHS = ("shallow_cnn", "vgg11", "vgg13", "vgg16", "vgg19")
+# name → builder(name, num_classes, *, width, blocks, batch_norm, dropout, image_size, init, torch_home),
+# filled by @register_classifier below (timm's registry pattern); build_classifier looks names up here.
+CLASSIFIERS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_classifier(*names: str):
+    """Decorator: register a builder under each of ``names`` (a name may be registered once)."""
+
+    def register(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        for name in names:
+            if name in CLASSIFIERS:
+                raise ValueError(f"classifier {name!r} is registered twice")
+            CLASSIFIERS[name] = builder
+        return builder
+
+    return register
 
 
 class ShallowCNN(nn.Module):
@@ -157,6 +173,35 @@ def load_pretrained(
     return model
 
 
+@register_classifier("shallow_cnn")
+def _build_shallow_cnn(name, num_classes, *, width, blocks, batch_norm, dropout, image_size, init, torch_home):
+    if init == "imagenet":
+        raise ConfigError("shallow_cnn has no ImageNet weights; use init: scratch")
+    return ShallowCNN(
+        num_classes,
+        width=32 if width is None else width,
+        blocks=3 if blocks is None else blocks,
+        batch_norm=True if batch_norm is None else batch_norm,
+        dropout=dropout or 0.0,
+    )
+
+
+# choices.CLASSIFIER_ARCHS is torchvision's classification list (tests/test_hostile_inputs.py keeps it so).
+@register_classifier(*(arch for arch in CLASSIFIER_ARCHS if arch != "shallow_cnn"))
+def _build_torchvision_classifier(name, num_classes, *, width, blocks, batch_norm, dropout, image_size, init,
+                                  torch_home):  # fmt: skip
+    tv_name = f"{name}_bn" if name in BN_TOGGLE_ARCHS and batch_norm else name
+    state = None
+    if init == "imagenet":  # read the weights first: a missing file fails before a slow build
+        if torch_home is None:
+            raise ValueError("build_classifier: init='imagenet' needs torch_home (where the weights file lives)")
+        state = load_imagenet_state_dict(tv_name, torch_home)
+    model = _build_torchvision(tv_name, num_classes, dropout=dropout, image_size=image_size)
+    if state is not None:
+        load_pretrained(model, state, tv_name, num_classes, image_size=image_size)
+    return model
+
+
 def build_classifier(
     name: str,
     num_classes: int,
@@ -169,7 +214,7 @@ def build_classifier(
     init: str = "scratch",
     torch_home: str | Path | None = None,
 ) -> nn.Module:
-    """Build a classifier with ``num_classes`` outputs.
+    """Build the registered classifier ``name`` with ``num_classes`` outputs.
 
     ``width``/``blocks`` shape ``shallow_cnn``; ``batch_norm`` switches BN on/off for
     ``shallow_cnn`` (default on) and VGG (``vgg11`` + True → ``vgg11_bn``; default: as named) and
@@ -179,54 +224,15 @@ def build_classifier(
     """
     if num_classes < 2:
         raise ValueError(f"build_classifier: num_classes must be >= 2, got {num_classes}")
-    if init not in ("scratch", "imagenet"):
+    if init not in INITS:
         raise ValueError(f"build_classifier: init must be 'scratch' or 'imagenet', got {init!r}")
-    if name == "shallow_cnn":
-        if init == "imagenet":
-            raise ConfigError("shallow_cnn has no ImageNet weights; use init: scratch")
-        return ShallowCNN(
-            num_classes,
-            width=32 if width is None else width,
-            blocks=3 if blocks is None else blocks,
-            batch_norm=True if batch_norm is None else batch_norm,
-            dropout=dropout or 0.0,
-        )
-    tv_name = name
-    if name in BN_TOGGLE_ARCHS and batch_norm:
-        tv_name = f"{name}_bn"
-    if tv_name not in _torchvision_names():
-        raise ValueError(
-            f"unknown classifier arch {name!r}; choose one of {sorted(CLASSIFIERS)} "
-            f"or any torchvision classification model: {_torchvision_names()}"
-        )
-    state = None
-    if init == "imagenet":  # read the weights first: a missing file fails before a slow build
-        if torch_home is None:
-            raise ValueError("build_classifier: init='imagenet' needs torch_home (where the weights file lives)")
-        state = load_imagenet_state_dict(tv_name, torch_home)
-    model = _build_torchvision(tv_name, num_classes, dropout=dropout, image_size=image_size)
-    if state is not None:
-        load_pretrained(model, state, tv_name, num_classes, image_size=image_size)
-    return model
-
-
-# Named entries the pipeline config refers to; any other torchvision classifier name also works.
-CLASSIFIERS: dict[str, Callable[..., nn.Module]] = {}
-for _name in (
-    "shallow_cnn",
-    "resnet18",
-    "resnet50",
-    "vgg11",
-    "vgg11_bn",
-    "mobilenet_v3_small",
-    "mobilenet_v3_large",
-    "efficientnet_b0",
-    "vit_b_16",
-):
-    CLASSIFIERS[_name] = lambda num_classes, _n=_name, **kw: build_classifier(_n, num_classes, **kw)
-del _name
+    builder = CLASSIFIERS.get(name)
+    if builder is None:
+        raise ValueError(f"unknown classifier arch {name!r}; choose one of {available_classifiers()}")
+    return builder(name, num_classes, width=width, blocks=blocks, batch_norm=batch_norm, dropout=dropout,
+                   image_size=image_size, init=init, torch_home=torch_home)  # fmt: skip
 
 
 def available_classifiers() -> list[str]:
     """Every name accepted by :func:`build_classifier`."""
-    return sorted(set(CLASSIFIERS) | set(_torchvision_names()))
+    return sorted(CLASSIFIERS)

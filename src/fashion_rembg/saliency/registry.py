@@ -18,11 +18,12 @@ import os
 import posixpath
 from dataclasses import dataclass
 
+from ..choices import ORACLE_SOD, check_name
 from ..errors import ConfigError
 
 REMBG_VERSION = "2.0.86"
 RELEASES = "https://github.com/danielgatis/rembg/releases/download/v0.0.0"
-ORACLE = "oracle"
+ORACLE = ORACLE_SOD
 
 # name -> (release file, "algo:hexdigest") as in each session's download_models().
 REMBG_WEIGHTS: dict[str, tuple[str, str]] = {
@@ -146,7 +147,7 @@ def _models_hint(saliency: dict) -> str:
     )
 
 
-def _check_custom(saliency: dict, key: str) -> dict:
+def check_custom_model(saliency: dict, key: str) -> dict:
     spec = (saliency.get("custom_models") or {})[key]
     where = f"saliency.custom_models.{key}"
     if key == ORACLE:
@@ -171,14 +172,18 @@ def _check_custom(saliency: dict, key: str) -> dict:
             f"{where}.file: {file!r} is the file name of rembg's {taken[norm]} weights in the model home "
             f"(rule fetch_rembg_weights writes it); rename the custom model's file"
         )
-    return {"file": norm, "contract": contract, "session": CUSTOM_SESSIONS[contract]}
+    entry = {"file": norm, "contract": contract, "session": CUSTOM_SESSIONS[contract]}
+    if spec.get("sha256"):  # only when set: a spec without it stays as it was (same rule params)
+        entry["checksum"] = f"sha256:{spec['sha256']}"
+    return entry
 
 
 def _model_entry(saliency: dict, model: str, where: str) -> dict:
     custom = saliency.get("custom_models") or {}
     if model in custom:
-        c = _check_custom(saliency, model)
-        return {"kind": "custom", "model": model, "session": c["session"], "file": c["file"], "contract": c["contract"]}
+        c = check_custom_model(saliency, model)
+        entry = {"kind": "custom", "model": model, "session": c["session"], "file": c["file"]}
+        return entry | {"contract": c["contract"]} | ({"checksum": c["checksum"]} if "checksum" in c else {})
     if model in UNSUPPORTED:
         raise ConfigError(f"{where}: rembg model {model!r} cannot be used here: {UNSUPPORTED[model]}")
     if model in CUSTOM_SESSIONS.values():
@@ -230,8 +235,6 @@ def mask_set_spec(config: dict, name: str) -> dict:
     oracle), ``model``, ``session`` (rembg session name), ``file`` (weights, relative to
     ``model_home``), ``contract`` (custom models), ``options`` (see ``MASK_OPTIONS``).
     """
-    from ..config import check_name
-
     saliency = config["saliency"] if "saliency" in config else config
     if name == ORACLE:
         return {"name": ORACLE, "kind": "oracle"}
@@ -271,8 +274,6 @@ def mask_set_names(config: dict) -> list[str]:
 
 def validate_saliency(config: dict) -> dict[str, dict]:
     """Check every named mask set, custom model and the default ``saliency.model``; return their specs."""
-    from ..config import check_name
-
     saliency = config["saliency"]
     for section in ("mask_sets", "custom_models"):
         for name in saliency.get(section) or {}:
@@ -284,7 +285,7 @@ def validate_saliency(config: dict) -> dict[str, dict]:
                 "masks (results/saliency/<dataset>/oracle/); rename the mask set"
             )
     for name in saliency.get("custom_models") or {}:
-        _check_custom(saliency, name)
+        check_custom_model(saliency, name)
     specs = {name: mask_set_spec(config, name) for name in mask_set_names(config)}
     default = saliency.get("model", "u2net")
     if default == ORACLE:

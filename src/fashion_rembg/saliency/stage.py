@@ -49,15 +49,23 @@ def open_mask_session(spec: dict, model_home, *, threads: int, device: str):
 
 
 def check_weights(spec: dict, weights: str, *, verify: bool) -> dict:
-    """Checksum of registry weights against rembg's; an error on mismatch when ``verify``."""
-    from .sessions import verify_weights
+    """Checksum of registry weights against rembg's, of a custom model against its configured sha256;
+    an error on mismatch when ``verify``."""
+    from .sessions import file_digest, verify_weights
 
-    if spec["kind"] != "registry":
+    if spec["kind"] == "custom" and spec.get("checksum"):
+        actual = f"sha256:{file_digest(Path(weights), 'sha256')}"
+        result = {"checksum": spec["checksum"], "actual": actual, "ok": actual == spec["checksum"]}
+        fix = (f"replace it with the file whose checksum you configured, or update "
+               f"saliency.custom_models.{spec['model']}.sha256")
+    elif spec["kind"] == "registry":
+        result = verify_weights(spec["model"], Path(weights))
+        fix = "delete it and rerun (rule fetch_rembg_weights downloads it again)"
+    else:
         return {"checksum": None, "actual": None, "ok": None}
-    result = verify_weights(spec["model"], Path(weights))
     if result["ok"] is False:
-        msg = (f"{weights} has {result['actual']} but rembg publishes {result['checksum']} for "
-               f"{spec['model']!r}: delete it and rerun (rule fetch_rembg_weights downloads it again)")
+        source = "the config gives" if spec["kind"] == "custom" else "rembg publishes"
+        msg = f"{weights} has {result['actual']} but {source} {result['checksum']} for {spec['model']!r}: {fix}"
         if verify:
             raise WeightsChecksumError(msg + ", or set saliency.verify_checksums: false for stand-in weights")
         log.warning("%s (saliency.verify_checksums is false: using it anyway)", msg)

@@ -1,0 +1,52 @@
+"""Every list of allowed values the config may name, defined once.
+
+Imported by the config checks, the models, the paths and `common.smk`; torch-free because the
+Snakefile imports it while it builds the DAG. tests/test_choices.py checks the JSON schema's enums
+against these lists, and the torch-side registries (augmentations, fills, architectures) against
+them, so they cannot drift apart unnoticed.
+"""
+from __future__ import annotations
+
+import re
+
+from .errors import ConfigError
+from .models.names import CLASSIFIER_ARCHS, SEGMENTATION_ENCODERS
+
+__all__ = [
+    "AUGMENTATIONS", "BN_TOGGLE_ARCHS", "BUILTIN_DATASETS", "CLASSIFIER_ARCHS", "FILLS", "INITS", "ORACLE_SOD",
+    "OPTIMIZERS", "SAFE_NAME", "SCHEDULES", "SEGMENTATION_ENCODERS", "SEGMENTERS", "TASKS", "TASK_DATASETS",
+    "VARIANTS", "check_name",
+]  # fmt: skip
+
+TASKS = ("classification", "segmentation")
+# Built-in datasets per task; own datasets (datasets.<name>.kind) are added per config.
+TASK_DATASETS = {"classification": ("fashionstyle14",), "segmentation": ("modanet", "fashionpedia")}
+BUILTIN_DATASETS = tuple(name for names in TASK_DATASETS.values() for name in names)
+VARIANTS = ("original", "rembg", "oracle")
+INITS = ("scratch", "imagenet")
+# The names of fashion_rembg.training.augment.AUGMENTATIONS, which needs torch: the config is checked
+# at DAG time without it (tests/test_augment.py keeps both equal).
+AUGMENTATIONS = ("none", "flip", "crop_flip", "color_jitter", "randaugment")
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("cosine", "step", "constant")
+# Config name of a segmentation architecture (segmentation_models_pytorch class: models/segmenters.py).
+SEGMENTERS = ("unet", "fpn", "deeplabv3plus")
+# Architectures whose batch norm can be switched on/off (VGG: torchvision's *_bn twin).
+BN_TOGGLE_ARCHS = ("shallow_cnn", "vgg11", "vgg13", "vgg16", "vgg19")
+# Backgrounds of a composite (fashion_rembg.saliency.composite builds each; a test keeps them equal).
+FILLS = ("black", "white", "gray", "mean", "blur", "noise")
+ORACLE_SOD = "oracle"  # results/saliency/<dataset>/oracle/masks.npy = the true masks
+
+# A config name that becomes a path component (mask set, custom model, fill, ...): one component,
+# never '.', '..', hidden, empty or with a separator.
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}")
+
+
+def check_name(value, where: str) -> str:
+    """`value` if it is a safe single path component, else a ConfigError naming the key."""
+    if not isinstance(value, str) or not SAFE_NAME.fullmatch(value):
+        raise ConfigError(
+            f"{where}: {value!r} is not a usable name: it becomes a folder name, so it must start with a letter "
+            "or digit and hold only letters, digits, _ . - (at most 100 characters; no '/', '..' or leading dot)"
+        )
+    return value
