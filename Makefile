@@ -29,7 +29,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/snakemake --lint
 	$(BIN)/snakefmt --check workflow Snakefile
-	$(BIN)/ruff check src tests workflow
+	$(BIN)/ruff check src tests workflow benchmarks
 
 clean:
 	rm -rf results .snakemake resources/demo resources/torch-demo resources/rembg_models/demo-sod.onnx

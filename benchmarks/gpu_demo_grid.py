@@ -29,7 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _gpu_name() -> str:
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True)
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True
+        )
     except FileNotFoundError:
         return "none"
     return out.stdout.strip()
@@ -106,8 +108,10 @@ def main(argv=None) -> dict:
     for r in runs:
         speed = f"{r['img_per_s_median']:9.0f}" if r["img_per_s_median"] else "        –"
         print(f"{r['run']:78s} {r['device']:6s} {r['epochs']:6d} {speed} {r['train_job_s']:7.1f}")
-    print(f"GPU {summary['gpu']}: whole DAG {wall:.0f} s; utilisation mean {summary['gpu_util_mean']}% "
-          f"(busy samples {summary['gpu_util_mean_busy']}%), max memory {summary['gpu_mem_max_mib']} MiB")
+    print(
+        f"GPU {summary['gpu']}: whole DAG {wall:.0f} s; utilisation mean {summary['gpu_util_mean']}% "
+        f"(busy samples {summary['gpu_util_mean_busy']}%), max memory {summary['gpu_mem_max_mib']} MiB"
+    )
     (args.out / "gpu_demo_grid.json").write_text(json.dumps(summary, indent=2))
     return summary
 

@@ -20,12 +20,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from fashion_rembg.demo import generate_demo
 from fashion_rembg.datasets.fashionstyle14 import prepare_fashionstyle14
 from fashion_rembg.datasets.modanet import prepare_modanet
 from fashion_rembg.datasets.photos import StorePhotos, photo_decode_size
 from fashion_rembg.datasets.store import read_manifest
 from fashion_rembg.datasets.truth import prepare_truth
+from fashion_rembg.demo import generate_demo
 from fashion_rembg.saliency.masks import MaskPredictor, write_photo_masks
 from fashion_rembg.saliency.quality import mask_quality
 from fashion_rembg.saliency.registry import CONTRACTS
@@ -123,7 +123,7 @@ def main() -> None:
             print(json.dumps(row), flush=True)
     out_json = args.out or args.work / "results.json"
     out_json.write_text(json.dumps(rows, indent=1) + "\n")
-    print(f"\n| dataset | store H×W | fit | n | figure kept | IoU store | IoU photo | Δ photo−store [95% CI] |")
+    print("\n| dataset | store H×W | fit | n | figure kept | IoU store | IoU photo | Δ photo−store [95% CI] |")
     print("|---|---|---|---:|---:|---:|---:|---|")
     for r in rows:
         print(f"| {r['dataset']} | {r['store_size'][0]}×{r['store_size'][1]} | {r['fit']} | {r['n']} | "

@@ -146,13 +146,16 @@ def imagefolder_runner(args, root: Path, size: int, device):
     from fashion_rembg.training.loop import amp_dtype, autocast
 
     steps = {"flip": [v2.RandomHorizontalFlip()], "none": []}[args.augment]
-    transform = v2.Compose([v2.PILToTensor(), v2.Resize(size, antialias=True), v2.CenterCrop(size), *steps,
-                            v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])  # fmt: skip
+    transform = v2.Compose(
+        [v2.PILToTensor(), v2.Resize(size, antialias=True), v2.CenterCrop(size), *steps,
+         v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    )  # fmt: skip
     data = datasets.ImageFolder(str(root), transform=transform)
     loader = torch.utils.data.DataLoader(data, batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
                                          pin_memory=device.type == "cuda", drop_last=True,
                                          persistent_workers=args.workers > 0)  # fmt: skip
     if args.arch is None:  # the loader alone
+
         def epoch() -> int:
             seen = 0
             for x, y in loader:
@@ -187,7 +190,7 @@ def measure(runners: dict, rounds: int, device) -> dict[str, float]:
     epoch each (page cache, allocator, cuDNN autotuning, loader workers): load from other
     processes hits all three alike, and the best epoch is the least disturbed one."""
     best = {}
-    for name, epoch in runners.items():
+    for epoch in runners.values():
         epoch()
         _sync(device)
     for _ in range(rounds):
@@ -244,8 +247,10 @@ def main(argv=None) -> dict:
               "a_data_only": data["a0"], "c_data_only": data["c0"], "data_only_ratio": data["a0"] / data["c0"],
               "a_over_b": a / b, "a_over_c": a / c, "settings": {k: str(v) for k, v in vars(args).items()}}  # fmt: skip
     print(f"data paths alone: pipeline / ImageFolder = {data['a0'] / data['c0']:.1f}")
-    print(f"a/b = {a / b:.3f} (goal >= 0.9)   a/c = {a / c:.2f} (goal >= 2)   "
-          f"[best of {args.rounds} interleaved epochs; load average {os.getloadavg()[0]:.1f}]")
+    print(
+        f"a/b = {a / b:.3f} (goal >= 0.9)   a/c = {a / c:.2f} (goal >= 2)   "
+        f"[best of {args.rounds} interleaved epochs; load average {os.getloadavg()[0]:.1f}]"
+    )
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     if args.table:

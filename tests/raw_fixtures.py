@@ -102,18 +102,38 @@ def make_modanet(folder, ids=MODANET_IDS, missing_key=90000, unannotated=2048):
     env = lmdb.open(str(lmdb_dir), map_size=2**26)
     with env.begin(write=True) as txn:
         for n, image_id in enumerate(ids):
-            images.append({"file_name": f"{image_id:07d}.jpg", "width": 400, "height": 600, "id": image_id, "license": 3})
+            images.append(
+                {"file_name": f"{image_id:07d}.jpg", "width": 400, "height": 600, "id": image_id, "license": 3}
+            )
             if image_id != missing_key:
                 txn.put(str(image_id).encode(), jpeg_bytes((n * 20, 80, 160)))
             if image_id == unannotated:
                 continue
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": 6, "iscrowd": 0,
-                                "area": 40000, "bbox": [100, 100, 200, 200],
-                                "segmentation": [[100, 100, 300, 100, 300, 300, 100, 300]]})
-            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": 4, "iscrowd": 0,
-                                "area": 800, "bbox": [100, 500, 60, 40],
-                                "segmentation": [[100, 500, 130, 500, 130, 540, 100, 540],
-                                                 [230, 500, 260, 500, 260, 540, 230, 540]]})
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": 6,
+                    "iscrowd": 0,
+                    "area": 40000,
+                    "bbox": [100, 100, 200, 200],
+                    "segmentation": [[100, 100, 300, 100, 300, 300, 100, 300]],
+                }
+            )
+            annotations.append(
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_id,
+                    "category_id": 4,
+                    "iscrowd": 0,
+                    "area": 800,
+                    "bbox": [100, 500, 60, 40],
+                    "segmentation": [
+                        [100, 500, 130, 500, 130, 540, 100, 540],
+                        [230, 500, 260, 500, 260, 540, 230, 540],
+                    ],
+                }
+            )
     env.close()
     categories = [{"id": i, "name": n, "supercategory": "fashion"} for i, n in enumerate(MODANET_CATEGORIES, 1)]
     ann_path = folder / "modanet2018_instances_train.json"
@@ -145,24 +165,65 @@ def fashionpedia_split(official, ids=(1, 2, 3, 4)):
     images, annotations = [], []
     for image_id in ids:
         w, h = FP_SIZES[image_id]
-        images.append({"id": image_id, "width": w, "height": h, "file_name": f"{image_id + (100 if official == 'val' else 0):012d}.jpg",
-                       "license": 1, "time_captured": "", "original_url": "", "isstatic": 1, "kaggle_id": ""})
+        images.append(
+            {
+                "id": image_id,
+                "width": w,
+                "height": h,
+                "file_name": f"{image_id + (100 if official == 'val' else 0):012d}.jpg",
+                "license": 1,
+                "time_captured": "",
+                "original_url": "",
+                "isstatic": 1,
+                "kaggle_id": "",
+            }
+        )
         # shirt (cat 0): polygon covering the top half
-        annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": 0, "attribute_ids": [115, 136],
-                            "segmentation": [[0, 0, w, 0, w, h // 2, 0, h // 2]], "bbox": [0, 0, w, h // 2],
-                            "area": w * h // 2, "iscrowd": 0})
+        annotations.append(
+            {
+                "id": len(annotations) + 1,
+                "image_id": image_id,
+                "category_id": 0,
+                "attribute_ids": [115, 136],
+                "segmentation": [[0, 0, w, 0, w, h // 2, 0, h // 2]],
+                "bbox": [0, 0, w, h // 2],
+                "area": w * h // 2,
+                "iscrowd": 0,
+            }
+        )
         # sleeve (cat 31, a part) inside the shirt: compressed RLE
         sleeve = np.zeros((h, w), bool)
         sleeve[10:30, 10:40] = True
-        annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": 31, "attribute_ids": [],
-                            "segmentation": rle_of(sleeve), "bbox": [10, 10, 30, 20], "area": 600, "iscrowd": 0})
+        annotations.append(
+            {
+                "id": len(annotations) + 1,
+                "image_id": image_id,
+                "category_id": 31,
+                "attribute_ids": [],
+                "segmentation": rle_of(sleeve),
+                "bbox": [10, 10, 30, 20],
+                "area": 600,
+                "iscrowd": 0,
+            }
+        )
         # shoe (cat 23): uncompressed RLE at the bottom
         shoe = np.zeros((h, w), bool)
-        shoe[h - 40:h - 10, w // 4:w // 2] = True
-        annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": 23, "attribute_ids": [],
-                            "segmentation": rle_of(shoe, compressed=False), "bbox": [w // 4, h - 40, w // 4, 30],
-                            "area": int(shoe.sum()), "iscrowd": 0})
-    categories = [{"id": i, "name": n, "supercategory": "x", "level": 2, "taxonomy_id": ""} for i, n in enumerate(FP_CATEGORIES)]
+        shoe[h - 40 : h - 10, w // 4 : w // 2] = True
+        annotations.append(
+            {
+                "id": len(annotations) + 1,
+                "image_id": image_id,
+                "category_id": 23,
+                "attribute_ids": [],
+                "segmentation": rle_of(shoe, compressed=False),
+                "bbox": [w // 4, h - 40, w // 4, 30],
+                "area": int(shoe.sum()),
+                "iscrowd": 0,
+            }
+        )
+    categories = [
+        {"id": i, "name": n, "supercategory": "x", "level": 2, "taxonomy_id": ""} for i, n in enumerate(FP_CATEGORIES)
+    ]
     doc = coco_json(images, annotations, categories)
     doc["attributes"] = [{"id": 115, "name": "regular (fit)", "supercategory": "length", "level": 1, "taxonomy_id": ""}]
     return doc
@@ -196,9 +257,12 @@ def make_fashionpedia(folder, as_folders=False):
                 for name, data in members[folder_name]:
                     zf.writestr(f"{folder_name}/{name}", data)
             paths[zip_name] = folder / zip_name
-    return {"train_annotations": str(folder / "instances_attributes_train2020.json"),
-            "val_annotations": str(folder / "instances_attributes_val2020.json"),
-            "train_images": str(paths["train2020.zip"]), "val_images": str(paths["val_test2020.zip"])}
+    return {
+        "train_annotations": str(folder / "instances_attributes_train2020.json"),
+        "val_annotations": str(folder / "instances_attributes_val2020.json"),
+        "train_images": str(paths["train2020.zip"]),
+        "val_images": str(paths["val_test2020.zip"]),
+    }
 
 
 OWN_CLASSES = ("bags", "dresses", "shoes")
@@ -213,7 +277,7 @@ def make_imagefolder(root, per_class=10, size=(48, 64), classes=OWN_CLASSES):
         for i in range(per_class):
             pixels = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
             colour = np.array([(k * 90 + 40) % 256, 200 - k * 60, 60 + k * 80], dtype=np.uint8)
-            pixels[height // 4: 3 * height // 4, width // 4: 3 * width // 4] = colour
+            pixels[height // 4 : 3 * height // 4, width // 4 : 3 * width // 4] = colour
             path = root / cls / (f"{i:02d}.png" if i % 3 == 0 else f"{i:02d}.jpg")
             path.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(pixels).save(path)
@@ -240,15 +304,39 @@ def make_own_coco(folder, n_images=10, size=(64, 48), zipped=False):
         Image.fromarray(pixels).save(buf, format="JPEG", quality=95)
         payloads[name] = buf.getvalue()
         images.append({"id": i, "file_name": name, "width": width, "height": height})
-        annotations.append({"id": 3 * i, "image_id": i, "category_id": 3, "area": 900, "iscrowd": 0,
-                            "segmentation": [[15, 10, 45, 10, 45, 40, 15, 40]]})
+        annotations.append(
+            {
+                "id": 3 * i,
+                "image_id": i,
+                "category_id": 3,
+                "area": 900,
+                "iscrowd": 0,
+                "segmentation": [[15, 10, 45, 10, 45, 40, 15, 40]],
+            }
+        )
         bag = np.zeros((height, width), dtype=bool)
         bag[30:44, 2:14] = True
-        annotations.append({"id": 3 * i + 1, "image_id": i, "category_id": 7, "area": 168, "iscrowd": 1,
-                            "segmentation": rle_of(bag, compressed=i % 2 == 0)})
+        annotations.append(
+            {
+                "id": 3 * i + 1,
+                "image_id": i,
+                "category_id": 7,
+                "area": 168,
+                "iscrowd": 1,
+                "segmentation": rle_of(bag, compressed=i % 2 == 0),
+            }
+        )
         if i % 2:
-            annotations.append({"id": 3 * i + 2, "image_id": i, "category_id": 9, "area": 40, "iscrowd": 0,
-                                "segmentation": [[50, 2, 60, 2, 60, 8, 50, 8]]})
+            annotations.append(
+                {
+                    "id": 3 * i + 2,
+                    "image_id": i,
+                    "category_id": 9,
+                    "area": 40,
+                    "iscrowd": 0,
+                    "segmentation": [[50, 2, 60, 2, 60, 8, 50, 8]],
+                }
+            )
     ann_path = folder / "instances.json"
     ann_path.write_text(json.dumps(coco_json(images, annotations, OWN_COCO_CATEGORIES)))
     if zipped:

@@ -15,7 +15,14 @@ from fashion_rembg import controls
 from fashion_rembg.config import control_runs, expand_task, experiment_table
 from fashion_rembg.demo import FS14_STYLES, generate_demo
 from fashion_rembg.errors import ConfigError
-from fashion_rembg.reporting.controls import COLUMNS, control_table, dose_response, read_controls, verdict, write_controls
+from fashion_rembg.reporting.controls import (
+    COLUMNS,
+    control_table,
+    dose_response,
+    read_controls,
+    verdict,
+    write_controls,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -58,7 +65,7 @@ def test_control_runs_name_real_experiments_and_share_the_main_grid_runs():
     table = experiment_table(config)
     runs = control_runs(config)
     seeds = {e["id"]: s for e, s in expand_task(config, "classification")}
-    for name, spec in runs.items():
+    for spec in runs.values():
         for variant in ("original", "rembg"):
             exp = table[spec[variant]]
             assert exp["dataset"] == spec["dataset"] and exp["variant"] == variant
@@ -138,13 +145,16 @@ def test_control_table_finds_planted_effects(tmp_path):
         return {"original": a, "rembg": b}
 
     specs = {
-        "mechanism": {"dataset": "fashionstyle14", "expected": "rembg_better", "clutter": 1.0, "bg_label_correlation": 0.0},
+        "mechanism": {
+            "dataset": "fashionstyle14", "expected": "rembg_better", "clutter": 1.0, "bg_label_correlation": 0.0
+        },
         "null": {"dataset": "control-null", "expected": "no_difference", "clutter": 0.0, "bg_label_correlation": 0.0,
                  "compare": "oracle"},
         "moderate": {"dataset": "control-moderate", "expected": "dose", "clutter": 0.5, "bg_label_correlation": 0.0},
         "shortcut": {"dataset": "control-shortcut", "expected": "original_better", "clutter": 1.0,
                      "bg_label_correlation": 1.0},
     }  # fmt: skip
+
     def null_runs():
         """Oracle right on the same images as original but 15 swapped each way (Δ = 0 exactly);
         rembg's imperfect masks cost 25 images (a real effect the verdict must not be judged on)."""
@@ -161,14 +171,20 @@ def test_control_table_finds_planted_effects(tmp_path):
             out["rembg"].append(_predictions(tmp_path / f"n-r{s}.npz", c, labels))
         return out
 
-    files = {"mechanism": runs("m", 0.4, 0.7), "null": null_runs(), "moderate": runs("d", 0.5, 0.62),
-             "shortcut": runs("s", 0.9, 0.5)}
+    files = {
+        "mechanism": runs("m", 0.4, 0.7),
+        "null": null_runs(),
+        "moderate": runs("d", 0.5, 0.62),
+        "shortcut": runs("s", 0.9, 0.5),
+    }
     table = control_table(copy.deepcopy(specs), files, n_boot=500)
     assert list(table.columns) == COLUMNS
     by = table.set_index("control")
     assert by.loc["mechanism", "verdict"] == "pass" and by.loc["mechanism", "delta"] > 0.2
     assert by.loc["shortcut", "verdict"] == "pass" and by.loc["shortcut", "delta"] < -0.3
-    assert by.loc["null", "delta"] == 0 and by.loc["null", "verdict"] == "pass" and by.loc["null", "compared"] == "oracle"
+    assert (
+        by.loc["null", "delta"] == 0 and by.loc["null", "verdict"] == "pass" and by.loc["null", "compared"] == "oracle"
+    )
     assert by.loc["null", "rembg_delta"] < -0.05 and "masks' errors cost" in by.loc["null", "detail"]
     assert by.loc["dose_response", "verdict"] == "pass" and by.loc["dose_response", "delta"] > 0
     assert by.loc["mechanism", "n_seeds"] == 2 and by.loc["mechanism", "n_images"] == n
@@ -179,7 +195,9 @@ def test_control_table_finds_planted_effects(tmp_path):
     assert "| null | no_difference |" in (tmp_path / "controls.md").read_text()
     # A planted effect in the wrong direction fails loudly.
     files["shortcut"] = runs("s2", 0.5, 0.9)
-    assert control_table(copy.deepcopy(specs), files, n_boot=500).set_index("control").loc["shortcut", "verdict"] == "fail"
+    assert (
+        control_table(copy.deepcopy(specs), files, n_boot=500).set_index("control").loc["shortcut", "verdict"] == "fail"
+    )
 
 
 def _main_garment_hue_accuracy(root: Path) -> float:
@@ -192,10 +210,13 @@ def _main_garment_hue_accuracy(root: Path) -> float:
     hits = total = 0
     for k, style in enumerate(FS14_STYLES):
         for img_path in sorted((root / "FashionStyle14_v1" / "dataset" / style).glob("*.jpg")):
-            mask = np.asarray(Image.open(root / "truth" / "fashionstyle14" / "dataset" / style / f"{img_path.stem}.png")) > 127
+            mask = (
+                np.asarray(Image.open(root / "truth" / "fashionstyle14" / "dataset" / style / f"{img_path.stem}.png"))
+                > 127
+            )
             pixels = np.asarray(Image.open(img_path).convert("RGB"), np.float32)[mask]
             dist = np.linalg.norm(pixels[:, None, :] - sig[None], axis=2)  # (pixels, styles)
-            close = (dist.min(1) < 40)
+            close = dist.min(1) < 40
             votes = np.bincount(dist.argmin(1)[close], minlength=len(sig))
             hits += int(votes.argmax() == k)
             total += 1

@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from fashion_rembg.reporting.controls import COLUMNS, read_controls
+
 from workflow_helpers import snakemake, tiny_config
 
 pytestmark = pytest.mark.e2e

@@ -259,10 +259,10 @@ def test_schema_fit_and_mask_input():
 
 def _stores(kind, tmp_path, fs14_root):
     """(dataset, prepare-rule inputs, store dir) of a contain store prepared from raw fixtures."""
-    from raw_fixtures import make_fashionpedia, make_modanet
-
     from fashion_rembg.datasets.fashionpedia import prepare_fashionpedia
     from fashion_rembg.datasets.modanet import extract_images, prepare_modanet
+
+    from raw_fixtures import make_fashionpedia, make_modanet
 
     out = tmp_path / "store"
     if kind == "fashionstyle14":

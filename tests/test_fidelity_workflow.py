@@ -13,6 +13,7 @@ from PIL import Image
 from fashion_rembg.datasets.photos import StorePhotos
 from fashion_rembg.datasets.store import PAD_RGB, fit_image
 from fashion_rembg.saliency.sessions import open_session
+
 from test_saliency_contracts import conv_model
 from workflow_helpers import ROOT, planned_jobs, snakemake
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import io
 import json
 import math
 import os
@@ -172,7 +171,8 @@ def test_fashionpedia_hostile_file_names_and_a_member_declaring_gigabytes(tmp_pa
     with zipfile.ZipFile(paths["train_images"]) as zf:
         assert zf.getinfo(member).file_size == 1536 << 20
     before = digest(tmp_path / "raw", secret.parent)
-    with pytest.raises(DataError, match=r"Fashionpedia: the (train|val) split is empty after quarantine \(\d+ of its rows quarantined"):
+    empty = r"Fashionpedia: the (train|val) split is empty after quarantine \(\d+ of its rows quarantined"
+    with pytest.raises(DataError, match=empty):
         prepare_fashionpedia(paths, tmp_path / "out", (64, 64), val_fraction=0.4, seed=0)
     reasons = reasons_of(tmp_path / "out")
     assert "'..' in member path" in reasons["train/../../elsewhere/secret.jpg"]
@@ -220,12 +220,18 @@ def test_fashionstyle14_rows_leading_outside_are_quarantined(tmp_path, secret):
 
 
 FS14_SPLIT_CASES = {
-    "every val row quarantined": (lambda root: (root / "val.csv").write_text("dataset/rock/nope.jpg\nnot a path\n"),
-                                  r"the val split is empty after quarantine \(2 of its rows quarantined"),
-    "empty test list": (lambda root: (root / "test.csv").write_text(""),
-                        r"the test split is empty after quarantine \(0 of its rows"),
-    "UTF-16 split list": (lambda root: (root / "val.csv").write_bytes((root / "val.csv").read_text().encode("utf-16")),
-                          r"val.csv is neither UTF-8 nor Shift-JIS|the val split is empty after quarantine"),
+    "every val row quarantined": (
+        lambda root: (root / "val.csv").write_text("dataset/rock/nope.jpg\nnot a path\n"),
+        r"the val split is empty after quarantine \(2 of its rows quarantined",
+    ),
+    "empty test list": (
+        lambda root: (root / "test.csv").write_text(""),
+        r"the test split is empty after quarantine \(0 of its rows",
+    ),
+    "UTF-16 split list": (
+        lambda root: (root / "val.csv").write_bytes((root / "val.csv").read_text().encode("utf-16")),
+        r"val.csv is neither UTF-8 nor Shift-JIS|the val split is empty after quarantine",
+    ),
 }
 
 
@@ -279,10 +285,14 @@ def test_pixel_format_conversions_keep_absolute_intensities(kind):
     assert rgb.mode == "RGB" and np.abs(arr.astype(int) - expected).max() <= 2, (kind, arr[0, 0])
 
 
-@pytest.mark.parametrize("img, expected", [
-    (_image("F", 0.5), "32-bit float image"),
-    (_image("I", 70000), "outside the 16-bit range"),
-], ids=["float", "int32 beyond 16 bits"])
+@pytest.mark.parametrize(
+    "img, expected",
+    [
+        (_image("F", 0.5), "32-bit float image"),
+        (_image("I", 70000), "outside the 16-bit range"),
+    ],
+    ids=["float", "int32 beyond 16 bits"],
+)
 def test_pixel_formats_without_a_known_scale_are_refused(img, expected):
     with pytest.raises(ValueError, match=expected):
         to_rgb(img)
@@ -307,13 +317,22 @@ def load_config() -> dict:
 BAD_NAMES = ["..", ".", "a/b", "", ".hidden", "../etc", "x y", "-x"]
 # where the name goes → (how to put it into a config, the check, the key the message names)
 NAME_CASES = {
-    "mask set": (lambda c, n: c["saliency"]["mask_sets"].update({n: {"model": "u2net"}}), "saliency",
-                 "saliency.mask_sets key"),
-    "custom model": (lambda c, n: c["saliency"]["custom_models"].update({n: {"file": "x.onnx"}}), "saliency",
-                     "saliency.custom_models key"),
+    "mask set": (
+        lambda c, n: c["saliency"]["mask_sets"].update({n: {"model": "u2net"}}),
+        "saliency",
+        "saliency.mask_sets key",
+    ),
+    "custom model": (
+        lambda c, n: c["saliency"]["custom_models"].update({n: {"file": "x.onnx"}}),
+        "saliency",
+        "saliency.custom_models key",
+    ),
     "default mask set": (lambda c, n: c["saliency"].update(model=n), "saliency", "mask set name"),
-    "sod axis": (lambda c, n: c["classification"]["grid"].update(variant="rembg", sod=n), "classification",
-                 "classification.grid.sod"),
+    "sod axis": (
+        lambda c, n: c["classification"]["grid"].update(variant="rembg", sod=n),
+        "classification",
+        "classification.grid.sod",
+    ),
 }
 
 
@@ -378,16 +397,18 @@ def test_dry_run_fails_on_an_unknown_architecture(tmp_path):
 
 # --------------------------------------------------------------------- checksums before any read
 def test_modanet_image_extraction_checks_the_pinned_annotation_hash_first(tmp_path, monkeypatch):
-    from raw_fixtures import make_modanet
-
     from fashion_rembg.datasets import modanet
     from fashion_rembg.datasets.sources import extract_modanet_images
+
+    from raw_fixtures import make_modanet
 
     ann_path, lmdb_dir = make_modanet(tmp_path / "raw")
     read = []
     monkeypatch.setattr(modanet, "load_annotations", lambda path: read.append(path))  # must not be reached
-    config = {"datasets": {"modanet": {"annotations": {"path": str(ann_path), "sha256": "0" * 64}}},
-              "downloads": {"ledger": str(tmp_path / "ledger.tsv")}}
+    config = {
+        "datasets": {"modanet": {"annotations": {"path": str(ann_path), "sha256": "0" * 64}}},
+        "downloads": {"ledger": str(tmp_path / "ledger.tsv")},
+    }
     before = digest(tmp_path / "raw")
     with pytest.raises(DataError, match="sha256"):
         extract_modanet_images(config, str(ann_path), str(lmdb_dir / "data.mdb"), str(tmp_path / "images" / "x.json"))
@@ -408,8 +429,8 @@ def test_store_and_checkpoint_writes_explain_disk_faults(tmp_path, monkeypatch, 
 
     import torch
 
-    from fashion_rembg.errors import PipelineError
     from fashion_rembg.atomic import save_torch
+    from fashion_rembg.errors import PipelineError
 
     code, expected = WRITE_FAULTS[kind]
     root = make_fs14(tmp_path / "FashionStyle14_v1", bad_cases=False)
@@ -480,8 +501,15 @@ def test_coco_image_entries_with_bad_ids_or_sizes_are_quarantined(tmp_path, secr
     doc = json.loads(ann_path.read_text())
     for n, (entry, _) in enumerate(IMAGE_ENTRY_CASES.values()):
         doc["images"].append({**entry, "file_name": f"bad{n}.jpg"})
-        doc["annotations"].append({"id": 900 + n, "image_id": entry["id"] if isinstance(entry["id"], int) else 1,
-                                   "category_id": 6, "area": 1, "segmentation": [GOOD_POLYGON]})
+        doc["annotations"].append(
+            {
+                "id": 900 + n,
+                "image_id": entry["id"] if isinstance(entry["id"], int) else 1,
+                "category_id": 6,
+                "area": 1,
+                "segmentation": [GOOD_POLYGON],
+            }
+        )
     ann_path.write_text(json.dumps(doc))
     before = digest(tmp_path / "raw")
     summary = prepare_modanet(ann_path, images_dir, tmp_path / "out", (48, 32), 0.2, 0.2, 0)

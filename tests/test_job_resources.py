@@ -1,11 +1,11 @@
 """Job resources from the config: per-task overrides, auto time limits from throughput, the bill."""
 import math
-from pathlib import Path
 
 import pytest
 
 from fashion_rembg import bill, job_resources
 from fashion_rembg.config import experiment_runs
+
 from workflow_helpers import ROOT, planned_jobs, snakemake, tiny_config
 
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -82,7 +82,9 @@ def test_unprepared_dataset_counts_its_published_size(tmp_path):
 
 def test_malformed_table_names_the_line(tmp_path):
     path = tmp_path / "bad.tsv"
-    path.write_text("\t".join(job_resources.THROUGHPUT_FIELDS) + "\ngpu\tclassification\tresnet18\t224\t224\tfast\tx\ty\n")
+    path.write_text(
+        "\t".join(job_resources.THROUGHPUT_FIELDS) + "\ngpu\tclassification\tresnet18\t224\t224\tfast\tx\ty\n"
+    )
     job_resources.read_throughput.cache_clear()
     with pytest.raises(job_resources.ThroughputError, match="bad.tsv line 2"):
         job_resources.read_throughput(str(path))

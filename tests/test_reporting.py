@@ -13,8 +13,7 @@ import pytest
 from PIL import Image
 
 from fashion_rembg.reporting import aggregate as agg
-from fashion_rembg.reporting import examples, loading, tables
-from fashion_rembg.reporting import plots
+from fashion_rembg.reporting import examples, loading, plots, tables
 
 # Known numbers: top1 per (arch, variant) and seed 0, 1.
 TOP1 = {
@@ -406,7 +405,8 @@ def test_cross_condition_table_markdown_and_figure(tmp_path):
     cls = cross[cross["task"] == "classification"]
     assert len(cls) == 4 and set(cls["n_seeds"]) == {2}
     cell = cls[(cls["variant"] == "original") & (cls["test_variant"] == "rembg")].iloc[0]
-    assert cell["top1_mean"] == pytest.approx(0.41) and cell["top1_std"] == pytest.approx(statistics.stdev([0.40, 0.42]))
+    assert cell["top1_mean"] == pytest.approx(0.41)
+    assert cell["top1_std"] == pytest.approx(statistics.stdev([0.40, 0.42]))
     assert cell["test_condition"] == "rembg (u2net, white)" and not cell["in_condition"]
     own = cls[cls["in_condition"].astype(bool)]
     assert sorted(own["top1_mean"].round(3)) == [0.62, 0.655]
@@ -461,8 +461,13 @@ def _write_predictions(metrics_file: Path, correct: np.ndarray, key: str, *, col
     if collapse:
         predicted = np.zeros(N_TEST, dtype=int)
     logits = np.eye(2, dtype=np.float32)[predicted]
-    np.savez(metrics_file.parent / "predictions.npz", ids=np.array([f"img{i:03d}" for i in range(N_TEST)]),
-             labels=LABELS, conditions=np.array([key]), **{f"logits_{key}": logits})
+    np.savez(
+        metrics_file.parent / "predictions.npz",
+        ids=np.array([f"img{i:03d}" for i in range(N_TEST)]),
+        labels=LABELS,
+        conditions=np.array([key]),
+        **{f"logits_{key}": logits},
+    )
 
 
 def _evidence_runs(root: Path, effect=0.3, collapse_rembg_seed=None) -> tuple[list[Path], dict]:
@@ -490,8 +495,9 @@ def test_summary_gets_ci_p_values_holm_and_health_from_per_image_scores(tmp_path
     for col in ("dataset", "delta", "ci_low", "ci_high", "p_value", "p_holm", "health"):
         assert col in summary.columns
     r = _row(summary, variant="rembg")
-    want = stats_mod.paired_delta([correct[("original", s)] for s in (0, 1)],
-                                  [correct[("rembg", s)] for s in (0, 1)], LABELS)
+    want = stats_mod.paired_delta(
+        [correct[("original", s)] for s in (0, 1)], [correct[("rembg", s)] for s in (0, 1)], LABELS
+    )
     assert r["delta"] == pytest.approx(want.delta, abs=1e-9)
     assert (r["ci_low"], r["ci_high"], r["p_value"]) == pytest.approx((want.ci_low, want.ci_high, want.p_value))
     assert r["ci_low"] < r["delta"] < r["ci_high"] and r["ci_low"] > 0 and r["p_value"] < 0.01
@@ -550,8 +556,16 @@ def test_collapsed_run_is_flagged_in_tables_report_and_log(tmp_path, caplog):
 def test_health_checks_on_histories():
     def hist(train_loss, val_score, train_score, val_loss=None):
         n = len(train_loss)
-        return pd.DataFrame({"epoch": range(1, n + 1), "train_loss": train_loss, "train_score": train_score,
-                             "val_loss": val_loss or [1.0] * n, "val_score": val_score, "lr": [0.001] * n})
+        return pd.DataFrame(
+            {
+                "epoch": range(1, n + 1),
+                "train_loss": train_loss,
+                "train_score": train_score,
+                "val_loss": val_loss or [1.0] * n,
+                "val_score": val_score,
+                "lr": [0.001] * n,
+            }
+        )
 
     good = hist([2.0, 1.0, 0.5], [0.3, 0.5, 0.7], [0.4, 0.7, 0.9])
     assert health_mod.assess_run("classification", good, 14, 10) == []
@@ -560,7 +574,8 @@ def test_health_checks_on_histories():
     assert health_mod.assess_run("classification", at_chance, 14, 5)[0].startswith("collapsed: val accuracy")
     exploding = hist([2.0, 30.0, 1.0], [0.3, 0.5, 0.7], [0.4, 0.7, 0.9])
     assert health_mod.assess_run("classification", exploding, 14, 5) == [
-        "diverged: train loss 30 > 5 × first epoch's 2"]
+        "diverged: train loss 30 > 5 × first epoch's 2"
+    ]
     nan_loss = hist([2.0, 1.0, 0.5], [0.3, 0.5, 0.7], [0.4, 0.7, 0.9], val_loss=[1.0, float("nan"), 1.0])
     assert health_mod.assess_run("classification", nan_loss, 14, 5) == ["diverged: non-finite loss"]
     underfit = hist([2.0, 1.5, 1.2], [0.3, 0.4, 0.45], [0.2, 0.22, 0.26])
@@ -601,8 +616,12 @@ def test_segmentation_delta_gets_a_ci_from_per_image_confusions(tmp_path):
             miou = float(stats_mod.miou_statistic(c.sum(0)[None], np.ones(1))[0])
             f = _write_run(tmp_path / "runs", _seg_exp(variant), seed, {"miou": miou}, epochs=8)
             key = variant if variant == "original" else "rembg-u2net-white"
-            np.savez(f.parent / "predictions.npz", ids=np.array([f"m{i}" for i in range(20)]),
-                     conditions=np.array([key]), **{f"confusion_{key}": c.astype(np.int32)})
+            np.savez(
+                f.parent / "predictions.npz",
+                ids=np.array([f"m{i}" for i in range(20)]),
+                conditions=np.array([key]),
+                **{f"confusion_{key}": c.astype(np.int32)},
+            )
             files.append(f)
     summary = agg.summarize(loading.load_runs(files), evidence=loading.load_evidence(files), n_boot=300, n_perm=199)
     r = _row(summary, variant="rembg")

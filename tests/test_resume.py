@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from fashion_rembg.training.classification import train_classifier
+
 from training_helpers import CLS_EXPERIMENT, make_classification_store, train_and_evaluate_cls
 
 TESTS = Path(__file__).resolve().parent
@@ -89,7 +90,9 @@ def test_checkpoint_of_other_settings_is_not_resumed(store, tmp_path, caplog):
     kwargs = dict(images=store / "images.npy", manifest=store / "manifest.tsv", classes=store / "classes.json",
                   history_out=tmp_path / "history.csv", seed=3, threads=1)  # fmt: skip
     with caplog.at_level(logging.INFO, logger="fashion_rembg.training"):
-        train_classifier(model_out=tmp_path / "model.pt", experiment=changed, checkpoint_dir=tmp_path / "ckpt", **kwargs)
+        train_classifier(
+            model_out=tmp_path / "model.pt", experiment=changed, checkpoint_dir=tmp_path / "ckpt", **kwargs
+        )
     assert "other settings or inputs" in caplog.text
     fresh = tmp_path / "fresh"
     train_classifier(model_out=fresh / "model.pt", experiment=changed, **{**kwargs, "history_out": fresh / "h.csv"})

@@ -7,7 +7,6 @@ nothing is downloaded.
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 from onnx import TensorProto, helper, save
@@ -33,7 +32,9 @@ def conv_model(path, size, *, out_channels=1, fixed_batch=False, hidden_fixed_ba
     y = helper.make_tensor_value_info("d0", TensorProto.FLOAT, [batch, out_channels, out, out])
     z = helper.make_tensor_value_info("d1", TensorProto.FLOAT, [batch, out_channels, out, out])
     w1 = helper.make_tensor("w1", TensorProto.FLOAT, [4, 3, 3, 3], rng.normal(size=108).tolist())
-    w2 = helper.make_tensor("w2", TensorProto.FLOAT, [out_channels, 4, 3, 3], rng.normal(size=36 * out_channels).tolist())
+    w2 = helper.make_tensor(
+        "w2", TensorProto.FLOAT, [out_channels, 4, 3, 3], rng.normal(size=36 * out_channels).tolist()
+    )
     nodes = [
         helper.make_node("Conv", ["input.1", "w1"], ["c1"], pads=[1, 1, 1, 1]),
         helper.make_node("Tanh", ["c1"], ["r1"]),
@@ -82,16 +83,15 @@ def assert_close(got, ref):
     assert (diff == 0).mean() > 0.99
 
 
-BATCHED_REGISTRY = sorted(
-    name for name, c in CONTRACTS.items() if c.batched and name not in CUSTOM_SESSIONS.values()
-)
+BATCHED_REGISTRY = sorted(name for name, c in CONTRACTS.items() if c.batched and name not in CUSTOM_SESSIONS.values())
 
 
 @pytest.mark.parametrize("name", BATCHED_REGISTRY)
 def test_registry_contracts_match_rembg(home, name):
     size = CONTRACTS[name].size
-    conv_model(home / f"{name}.onnx", size, pool=4 if size > 320 else 1, seed=len(name),
-               sigmoid=not CONTRACTS[name].sigmoid)  # BiRefNet exports logits
+    conv_model(
+        home / f"{name}.onnx", size, pool=4 if size > 320 else 1, seed=len(name), sigmoid=not CONTRACTS[name].sigmoid
+    )  # BiRefNet exports logits
     session, info = open_session(name, home, threads=1, device="cpu")
     assert info["rembg_session"] == type(session).__name__
     imgs = images(3, seed=len(name))
@@ -153,8 +153,9 @@ def test_dis_contract_standin_and_mask_options(dis_session):
     opts = {"alpha_matting": True, "alpha_matting_erode_size": 2}
     got = MaskPredictor(dis_session, "dis_custom", options=opts).predict(imgs)
     for i, img in enumerate(imgs):
-        cut = np.asarray(remove(Image.fromarray(img), session=dis_session, alpha_matting=True,
-                                alpha_matting_erode_size=2))
+        cut = np.asarray(
+            remove(Image.fromarray(img), session=dis_session, alpha_matting=True, alpha_matting_erode_size=2)
+        )
         assert np.abs(got[i].astype(int) - cut[..., 3]).max() <= 1
 
 
@@ -187,8 +188,12 @@ def test_post_process_vectorised_equals_rembg():
 def test_constant_output_gives_zero_mask_like_rembg(home):
     x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 320, 320])
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1, 320, 320])
-    g = helper.make_graph([helper.make_node("ReduceMean", ["x"], ["m"], axes=[1], keepdims=1),
-                           helper.make_node("Sigmoid", ["m"], ["y"])], "pointwise", [x], [y])
+    g = helper.make_graph(
+        [helper.make_node("ReduceMean", ["x"], ["m"], axes=[1], keepdims=1), helper.make_node("Sigmoid", ["m"], ["y"])],
+        "pointwise",
+        [x],
+        [y],
+    )
     m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
     m.ir_version = 8
     save(m, str(home / "c.onnx"))
@@ -234,8 +239,9 @@ def test_provider_fallback_is_reported(home):
     conv_model(home / "p.onnx", 320, seed=10)
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("onnxruntime-gpu present: CUDA may really run here")
-    _, info = open_session("p", home, custom_model_path=home / "p.onnx",
-                           providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    _, info = open_session(
+        "p", home, custom_model_path=home / "p.onnx", providers=["CUDAExecutionProvider", "CPUExecutionProvider"]
+    )
     assert info["providers_requested"][0] == "CUDAExecutionProvider"
     assert info["provider"] == "CPUExecutionProvider" and info["fallback"] is True
     _, info = open_session("p", home, custom_model_path=home / "p.onnx", device="auto")

@@ -142,7 +142,9 @@ def test_write_quality_without_truth_gives_garment_recall(tmp_path):
     assert both["mean_iou"] > 0.3 and both["mean_garment_recall"] > 0.3
     with pytest.raises(ValueError, match="differ in shape"):
         np.save(tmp_path / "bad.npy", truth[:2])
-        write_quality(tmp_path / "masks.npy", tmp_path / "q3.json", dataset="d", sod="m", truth_npy=tmp_path / "bad.npy")
+        write_quality(
+            tmp_path / "masks.npy", tmp_path / "q3.json", dataset="d", sod="m", truth_npy=tmp_path / "bad.npy"
+        )
 
 
 def test_extremes_figure_is_deterministic(tmp_path):

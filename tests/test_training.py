@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import torch
 
+from fashion_rembg.atomic import write_json
 from fashion_rembg.evaluation.metrics import segmentation_metrics
 from fashion_rembg.training.classification import evaluate_classifier, train_classifier
-from fashion_rembg.atomic import write_json
 from fashion_rembg.training.data import IMAGENET_MEAN, IMAGENET_STD, BatchFeeder, load_store, to_tensor_batch
 from fashion_rembg.training.loop import TrainConfig
 from fashion_rembg.training.segmentation import evaluate_segmenter, train_segmenter
+
 from training_helpers import (
     CLS_EXPERIMENT,
     SEG_EXPERIMENT,

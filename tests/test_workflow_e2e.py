@@ -104,7 +104,13 @@ def test_changed_experiment_reruns_only_itself_and_the_aggregates(workdir):
         added = {rule: jobs.get(rule, 0) - before.get(rule, 0) for rule in set(jobs) | set(before)}
         assert added["train_classifier"] == 2 and added["evaluate_classifier"] == 2  # its 2 seeds
         assert jobs.get("aggregate") == 1 and jobs.get("figure_cross_condition") == 1
-        for untouched in ["train_segmenter", "evaluate_segmenter", "composite", "saliency_masks", "prepare_fashionstyle14"]:
+        for untouched in [
+            "train_segmenter",
+            "evaluate_segmenter",
+            "composite",
+            "saliency_masks",
+            "prepare_fashionstyle14",
+        ]:
             assert added.get(untouched, 0) == 0, (added, jobs)
     finally:
         (workdir / "tiny.yaml").write_text(yaml.safe_dump(tiny_config()))
@@ -114,7 +120,9 @@ def test_cross_condition_outputs(workdir):
     cross = pd.read_csv(workdir / "results" / "tables" / "cross_condition.csv")
     cls = cross[cross["task"] == "classification"]
     # Each of the 2 training conditions tested on original and rembg: a full 2 × 2 matrix.
-    assert set(zip(cls["variant"], cls["test_variant"])) == {(a, b) for a in ("original", "rembg") for b in ("original", "rembg")}
+    assert set(zip(cls["variant"], cls["test_variant"])) == {
+        (a, b) for a in ("original", "rembg") for b in ("original", "rembg")
+    }
     assert "Train on X, test on Y" in (workdir / "results" / "tables" / "summary.md").read_text()
     with Image.open(workdir / "results" / "figures" / "cross_condition.png") as img:
         assert img.width > 300
@@ -133,8 +141,12 @@ def test_bad_config_value_fails_fast_naming_the_key(workdir, tmp_path):
 
 
 def test_lint_is_clean():
-    out = subprocess.run([sys.executable, "-m", "snakemake", "--lint", "--snakefile", str(ROOT / "Snakefile")],
-                         capture_output=True, text=True, cwd=ROOT)
+    out = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--lint", "--snakefile", str(ROOT / "Snakefile")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
 
 

@@ -85,7 +85,9 @@ def own_condition(images: Path) -> list[dict]:
     return [{"key": "original", "variant": "original", "sod": None, "fill": None, "images": str(images)}]
 
 
-def train_and_evaluate_cls(store: Path, out: Path, seed: int, *, checkpoint_dir=None, conditions=None, **overrides) -> dict:
+def train_and_evaluate_cls(
+    store: Path, out: Path, seed: int, *, checkpoint_dir=None, conditions=None, **overrides
+) -> dict:
     from fashion_rembg.training.classification import evaluate_classifier, train_classifier
 
     exp = {**CLS_EXPERIMENT, **overrides}

@@ -83,8 +83,11 @@ def control_datasets(config: dict) -> dict[str, dict[str, Any]]:
             continue
         folder = control_dir(config, name)
         entry = {k: v for k, v in base.items() if k not in ("root", "truth", "archive")}
-        out[spec["dataset"]] = entry | {"root": f"{folder}/FashionStyle14_v1", "truth": f"{folder}/truth/fashionstyle14",
-                                        "reader": MAIN_DATASET}
+        out[spec["dataset"]] = entry | {
+            "root": f"{folder}/FashionStyle14_v1",
+            "truth": f"{folder}/truth/fashionstyle14",
+            "reader": MAIN_DATASET,
+        }
     return out
 
 
@@ -116,8 +119,13 @@ def experiment_rows(config: dict) -> list[tuple[str, str, dict[str, Any]]]:
     rows = []
     for name, spec in control_sets(config).items():
         for variant in variants(spec):
-            rows.append((f"controls.sets.{name}", spec["dataset"],
-                         {"arch": "shallow_cnn", "init": "scratch", "variant": variant, "sod": None, "fill": None}))
+            rows.append(
+                (
+                    f"controls.sets.{name}",
+                    spec["dataset"],
+                    {"arch": "shallow_cnn", "init": "scratch", "variant": variant, "sod": None, "fill": None},
+                )
+            )
     return rows
 
 

@@ -282,7 +282,9 @@ def safe_extract(archive: Path, target: Path, max_bytes: int) -> dict:
     if kind not in ("zip", "tar", "tar.gz", "tar.bz2", "tar.xz"):
         raise DataError(f"{archive} is not a zip or tar archive (its first bytes say: {kind})")
     if target.exists() and not (target / SENTINEL).exists() and any(target.iterdir()):
-        raise DataError(f"{target} exists and was not made by this pipeline; move it away or change downloads.extract_dir")
+        raise DataError(
+            f"{target} exists and was not made by this pipeline; move it away or change downloads.extract_dir"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = target.with_name(f".{target.name}.partial")
     if staging.exists():
@@ -290,11 +292,15 @@ def safe_extract(archive: Path, target: Path, max_bytes: int) -> dict:
     staging.mkdir()
     budget = _Budget(archive, max_bytes)
     try:
-        counts = _extract_zip(archive, staging, budget) if kind == "zip" else _extract_tar(archive, staging, budget, kind)
+        counts = (
+            _extract_zip(archive, staging, budget) if kind == "zip" else _extract_tar(archive, staging, budget, kind)
+        )
     except OSError as err:
         shutil.rmtree(staging, ignore_errors=True)
         if err.errno == errno.ENOSPC:
-            raise DataError(f"{archive}: disk full while extracting into {staging.parent}; free space and rerun") from None
+            raise DataError(
+                f"{archive}: disk full while extracting into {staging.parent}; free space and rerun"
+            ) from None
         raise
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -156,20 +156,24 @@ def _annotation_rle(ann: dict, height: int, width: int, notes: list[str]):
     if isinstance(segm, dict) and "counts" in segm and "size" in segm:
         size = [int(v) for v in segm["size"]]
         if size != [height, width]:
-            raise DataError(f"annotation {ann.get('id')}: RLE size {size} differs from the image size {[height, width]}")
+            raise DataError(
+                f"annotation {ann.get('id')}: RLE size {size} differs from the image size {[height, width]}"
+            )
         counts = segm["counts"]
         if isinstance(counts, (list, np.ndarray)):  # uncompressed RLE
             counts = [int(c) for c in counts]
             if any(c < 0 for c in counts) or sum(counts) != height * width:
-                raise DataError(f"annotation {ann.get('id')}: uncompressed RLE covers {sum(counts)} pixels, "
-                                f"not {height}×{width}")
+                raise DataError(
+                    f"annotation {ann.get('id')}: uncompressed RLE covers {sum(counts)} pixels, not {height}×{width}"
+                )
             return mask_utils.frPyObjects({"size": size, "counts": counts}, height, width)
         if isinstance(counts, (str, bytes)):
             # pycocotools decodes a malformed string without complaint (into uninitialised memory).
             runs = compressed_rle_counts(counts)
             if runs is None or any(c < 0 for c in runs) or sum(runs) != height * width:
-                raise DataError(f"annotation {ann.get('id')}: compressed RLE is malformed or does not cover "
-                                f"{height}×{width} pixels")
+                raise DataError(
+                    f"annotation {ann.get('id')}: compressed RLE is malformed or does not cover {height}×{width} pixels"
+                )
             return {"size": size, "counts": counts}
     raise DataError(f"annotation {ann.get('id')}: unknown segmentation format ({type(segm).__name__})")
 
@@ -196,8 +200,9 @@ def compressed_rle_counts(counts: str | bytes) -> list[int] | None:
     return runs
 
 
-def rasterise_checked(annotations: list[dict], height: int, width: int,
-                      class_of: Callable[[int], int | None] | None = None) -> tuple[np.ndarray, list[str], int]:
+def rasterise_checked(
+    annotations: list[dict], height: int, width: int, class_of: Callable[[int], int | None] | None = None
+) -> tuple[np.ndarray, list[str], int]:
     """(class map, notes, instances drawn). 0 = background. Larger instances are drawn first so that
     smaller, overlapping ones (belt on dress, sleeve on coat) stay visible. `class_of` maps a category
     id to a class index (None: not drawn); default: the category id itself. Raises DataError for an
@@ -214,8 +219,9 @@ def rasterise_checked(annotations: list[dict], height: int, width: int,
             if index is None and getattr(class_of, "known", lambda c: False)(cat):
                 continue  # a known category this class list leaves out (e.g. garment parts)
         if index is None or not 0 < index < 256:
-            raise DataError(f"annotation {ann.get('id')}: unknown category_id {cat!r} (not one of the dataset's "
-                            "categories)")
+            raise DataError(
+                f"annotation {ann.get('id')}: unknown category_id {cat!r} (not one of the dataset's categories)"
+            )
         try:
             rle = _annotation_rle(ann, height, width, notes)
         except (TypeError, ValueError) as err:
@@ -259,8 +265,15 @@ def split_ids(image_ids: list, val_fraction: float, test_fraction: float, seed: 
 # ----------------------------------------------------------------------------------------------
 # One image + its annotations → store rows
 # ----------------------------------------------------------------------------------------------
-def segmentation_rows(payload: bytes | Path, width: int, height: int, annotations: list[dict],
-                      class_of, store_size: tuple[int, int], fit: str = "cover") -> tuple[dict[str, np.ndarray], str]:
+def segmentation_rows(
+    payload: bytes | Path,
+    width: int,
+    height: int,
+    annotations: list[dict],
+    class_of,
+    store_size: tuple[int, int],
+    fit: str = "cover",
+) -> tuple[dict[str, np.ndarray], str]:
     """Image and class-map rows aligned pixel for pixel, and a note; DataError if unusable.
 
     Annotations may refer to the stored pixels or to the EXIF-rotated view: the JSON's width ×
@@ -286,8 +299,10 @@ def segmentation_rows(payload: bytes | Path, width: int, height: int, annotation
     label = Image.fromarray(classmap)
     if frame == "stored" and o != 1:
         label = transpose_like(label, o)
-    rows = {"images": np.asarray(fit_image(rgb, store_size, fit=fit), dtype=np.uint8),
-            "classmaps": np.asarray(fit_image(label, store_size, Image.Resampling.NEAREST, fit), dtype=np.uint8)}
+    rows = {
+        "images": np.asarray(fit_image(rgb, store_size, fit=fit), dtype=np.uint8),
+        "classmaps": np.asarray(fit_image(label, store_size, Image.Resampling.NEAREST, fit), dtype=np.uint8),
+    }
     skipped = sum(1 for n in notes if n == "annotation without polygons")
     extra = [f"{skipped} annotation(s) without polygons"] if skipped else []
     extra += sorted({n for n in notes if n != "annotation without polygons"})
@@ -319,26 +334,41 @@ class LmdbReader:
 MAX_IMAGE_BYTES = 256 << 20
 
 
-
-def segmentation_job(read: Callable[[], bytes | Path | None], missing: str, item: dict, row_id: str, class_of,
-                     store_size: tuple[int, int], fit: str) -> tuple[dict | None, dict | str]:
+def segmentation_job(
+    read: Callable[[], bytes | Path | None],
+    missing: str,
+    item: dict,
+    row_id: str,
+    class_of,
+    store_size: tuple[int, int],
+    fit: str,
+) -> tuple[dict | None, dict | str]:
     """One prepare job of a COCO-style store: ``(rows, manifest row)``, or ``(None, reason)`` to quarantine.
     ``read`` fetches the image bytes (None: absent, reported as ``missing``)."""
     try:
         payload = read()
         if payload is None:
             return None, missing
-        rows, note = segmentation_rows(payload, item["width"], item["height"], item["annotations"], class_of,
-                                       store_size, fit)
+        rows, note = segmentation_rows(
+            payload, item["width"], item["height"], item["annotations"], class_of, store_size, fit
+        )
     except DataError as err:
         return None, str(err)
-    return rows, {"id": row_id, "source": item["source"], "split": item["split"], "label": "", "label_idx": -1,
-                  "note": note}
+    return rows, {
+        "id": row_id,
+        "source": item["source"],
+        "split": item["split"],
+        "label": "",
+        "label_idx": -1,
+        "note": note,
+    }
+
 
 def _check_image_size(size: int, name: str) -> None:
     if size > MAX_IMAGE_BYTES:
-        raise DataError(f"{name} is {size:,} bytes, more than the {MAX_IMAGE_BYTES:,} bytes allowed for one image; "
-                        "refused unread")
+        raise DataError(
+            f"{name} is {size:,} bytes, more than the {MAX_IMAGE_BYTES:,} bytes allowed for one image; refused unread"
+        )
 
 
 class ZipReader:
@@ -403,9 +433,18 @@ def image_reader(path: str, folder: str):
 # ----------------------------------------------------------------------------------------------
 # The store
 # ----------------------------------------------------------------------------------------------
-def write_segmentation_store(out_dir: Path, items: list[dict], work, open_context, classes: list[str],
-                             quarantine: list[dict], store_size: tuple[int, int], workers: int,
-                             dataset: str, required_splits=()) -> dict:
+def write_segmentation_store(
+    out_dir: Path,
+    items: list[dict],
+    work,
+    open_context,
+    classes: list[str],
+    quarantine: list[dict],
+    store_size: tuple[int, int],
+    workers: int,
+    dataset: str,
+    required_splits=(),
+) -> dict:
     """Run `work(ctx, item)` over items (in parallel, in order) and write manifest + store.
 
     `work` returns `(rows, manifest_fields)` or `(None, reason)` for a quarantined item. Every split
@@ -416,8 +455,9 @@ def write_segmentation_store(out_dir: Path, items: list[dict], work, open_contex
     writer = StoreWriter(out_dir, len(items), {"images": (height, width, 3), "classmaps": (height, width)})
     manifest_rows = []
     try:
-        for slot, (item, (rows, info)) in enumerate(zip(items, ordered_map(work, items, open_context=open_context,
-                                                                          workers=workers))):
+        for slot, (item, (rows, info)) in enumerate(
+            zip(items, ordered_map(work, items, open_context=open_context, workers=workers))
+        ):
             if rows is None:
                 quarantine.append({"source": item["source"], "reason": info, "split": item["split"]})
                 continue

@@ -12,8 +12,16 @@ import functools
 from pathlib import Path
 
 from ..errors import DataError
-from .coco import ClassMapping, checked_images, compact_annotations, image_reader, load_coco, segmentation_job, \
-    split_ids, write_segmentation_store
+from .coco import (
+    ClassMapping,
+    checked_images,
+    compact_annotations,
+    image_reader,
+    load_coco,
+    segmentation_job,
+    split_ids,
+    write_segmentation_store,
+)
 
 MAX_CLASSES = 255  # class maps are uint8 with 0 = background
 

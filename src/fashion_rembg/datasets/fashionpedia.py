@@ -21,8 +21,16 @@ import logging
 from pathlib import Path
 
 from ..errors import DataError
-from .coco import ClassMapping, checked_images, compact_annotations, image_reader, load_coco, segmentation_job, \
-    split_ids, write_segmentation_store
+from .coco import (
+    ClassMapping,
+    checked_images,
+    compact_annotations,
+    image_reader,
+    load_coco,
+    segmentation_job,
+    split_ids,
+    write_segmentation_store,
+)
 
 log = logging.getLogger(__name__)
 

@@ -63,7 +63,9 @@ class RawFile:
                     f"offline, download {self.name or 'it'} elsewhere and place it at {self.path}")
         how = (f"set {self.config_key}.url if you have a link" if self.managed else
                f"write {self.config_key} as {{path, url}} to let the pipeline download it")
-        return f"place {self.name or 'the file'} at {self.path}{pins}; get it from {self.where} (no download URL: {how})"
+        return (
+            f"place {self.name or 'the file'} at {self.path}{pins}; get it from {self.where} (no download URL: {how})"
+        )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -110,9 +112,14 @@ class Ledger:
 
     def record(self, path: Path, sha256: str, md5: str) -> dict:
         st = Path(path).stat()
-        row = {"path": os.path.abspath(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-               "sha256": sha256, "md5": md5,
-               "recorded": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+        row = {
+            "path": os.path.abspath(path),
+            "size": st.st_size,
+            "mtime_ns": st.st_mtime_ns,
+            "sha256": sha256,
+            "md5": md5,
+            "recorded": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         new = not self.path.exists()
         line = ("\t".join(LEDGER_COLUMNS) + "\n" if new else "") + "\t".join(str(row[c]) for c in LEDGER_COLUMNS) + "\n"
@@ -161,11 +168,18 @@ def verify(raw: RawFile, ledger: str | Path, path: str | Path | None = None) -> 
         if first is not None and first["sha256"] != row["sha256"]:
             raise DataError(
                 f"{raw.what}: {path} changed since its first use on {first['recorded']} (sha256 was {first['sha256']}, "
-                f"now {row['sha256']}). If the new file is right, pin it with {raw.config_key}.sha256: {row['sha256']}; "
+                f"now {row['sha256']}). If the new file is right, pin it with "
+                f"{raw.config_key}.sha256: {row['sha256']}; "
                 f"otherwise restore the original file."
             )
-        log.warning("%s: no checksum pinned; first-use sha256 %s is recorded in %s. Pin it in the config: "
-                    "%s.sha256: %s", raw.what, row["sha256"], ledger, raw.config_key, row["sha256"])
+        log.warning(
+            "%s: no checksum pinned; first-use sha256 %s is recorded in %s. Pin it in the config: %s.sha256: %s",
+            raw.what,
+            row["sha256"],
+            ledger,
+            raw.config_key,
+            row["sha256"],
+        )
     return row
 
 
@@ -237,7 +251,8 @@ def download(raw: RawFile, dest: str | Path, ledger: str | Path, timeout: float 
     os.replace(part, dest)
     row = Ledger(ledger).record(dest, sha256, md5)
     if not raw.pins():
-        log.warning("%s: downloaded, sha256 %s. Pin it in the config: %s.sha256: %s",
-                    raw.what, sha256, raw.config_key, sha256)
+        log.warning(
+            "%s: downloaded, sha256 %s. Pin it in the config: %s.sha256: %s", raw.what, sha256, raw.config_key, sha256
+        )
     log.info("downloaded %s (%s, %.1f MB)", dest, kind, row["size"] / 1e6)
     return row

@@ -156,7 +156,12 @@ def prepare_imagefolder(name: str, root: Path, out_dir: Path, store_size: tuple[
         raise
     count = writer.finish()
     manifest = write_store_tables(out_dir, rows, quarantine, "classification", classes)
-    summary = {"images": count, "classes": len(classes), "quarantined": len(quarantine), "splits": split_counts(manifest)}
+    summary = {
+        "images": count,
+        "classes": len(classes),
+        "quarantined": len(quarantine),
+        "splits": split_counts(manifest),
+    }
     log.info("%s prepared: %s", name, summary)
     if count == 0:
         raise DataError(f"{name}: no usable image under {root}; see {out_dir / 'quarantine.tsv'}")

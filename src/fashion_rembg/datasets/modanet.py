@@ -17,8 +17,18 @@ from pathlib import Path
 
 from ..errors import DataError
 from .archives import find_dir, path_inside
-from .coco import ClassMapping, FolderReader, LmdbReader, checked_images, compact_annotations, load_coco, \
-    rasterise, segmentation_job, split_ids, write_segmentation_store
+from .coco import (
+    ClassMapping,
+    FolderReader,
+    LmdbReader,
+    checked_images,
+    compact_annotations,
+    load_coco,
+    rasterise,
+    segmentation_job,
+    split_ids,
+    write_segmentation_store,
+)
 
 log = logging.getLogger(__name__)
 

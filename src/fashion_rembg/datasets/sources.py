@@ -19,8 +19,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ConfigError, PipelineError
 from ..atomic import atomic_file
+from ..errors import ConfigError, PipelineError
 from .archives import safe_extract
 from .fetch import RawFile, download, verify
 from .own import own_names, plan_own

@@ -107,7 +107,9 @@ class StoreWriter:
         for name, row in rows.items():
             row = np.asarray(row)
             if row.shape != self.shapes[name] or row.dtype != np.uint8:
-                raise ValueError(f"StoreWriter: {name} row has {row.shape} {row.dtype}, expected {self.shapes[name]} uint8")
+                raise ValueError(
+                    f"StoreWriter: {name} row has {row.shape} {row.dtype}, expected {self.shapes[name]} uint8"
+                )
             with explain_write_errors(self.out_dir / f"{name}.npy", self._needed(name)):
                 self.files[name].write(np.ascontiguousarray(row).tobytes())
         self.last_slot = slot
@@ -140,8 +142,9 @@ def npy_header(shape: tuple[int, ...], length: int | None = None) -> bytes:
     return b"\x93NUMPY\x01\x00" + struct.pack("<H", len(text)) + text
 
 
-def write_store_tables(out_dir: Path, manifest_rows: list[dict], quarantine: list[dict], task: str,
-                       classes: list[str]) -> pd.DataFrame:
+def write_store_tables(
+    out_dir: Path, manifest_rows: list[dict], quarantine: list[dict], task: str, classes: list[str]
+) -> pd.DataFrame:
     """manifest.tsv (rows in store order), quarantine.tsv and classes.json of a finished store."""
     out_dir = Path(out_dir)
     manifest = pd.DataFrame(manifest_rows, columns=MANIFEST_COLUMNS[1:])
@@ -173,8 +176,10 @@ def require_splits(dataset: str, manifest: pd.DataFrame, quarantine: list[dict],
         if kept.get(split, 0) == 0:
             rows = [q["reason"] for q in quarantine if q.get("split") == split]
             example = f"; first reason: {rows[0]}" if rows else ""
-            raise DataError(f"{dataset}: the {split} split is empty after quarantine ({len(rows)} of its rows "
-                            f"quarantined{example}); all reasons: {Path(out_dir) / 'quarantine.tsv'}")
+            raise DataError(
+                f"{dataset}: the {split} split is empty after quarantine ({len(rows)} of its rows "
+                f"quarantined{example}); all reasons: {Path(out_dir) / 'quarantine.tsv'}"
+            )
 
 
 def split_counts(manifest: pd.DataFrame) -> dict[str, int]:

@@ -31,7 +31,13 @@ from pathlib import Path
 
 from .styles import FS14_STYLES, MODANET_CATEGORIES, MODANET_NAMES, STYLE_OVERLAP
 from .writers import (
-    FS14_DIR, JPEG_QUALITY, MODANET_ID_RANGE, write_fashionstyle14, write_info, write_modanet, write_sod_train,
+    FS14_DIR,
+    JPEG_QUALITY,
+    MODANET_ID_RANGE,
+    write_fashionstyle14,
+    write_info,
+    write_modanet,
+    write_sod_train,
 )
 
 __all__ = [

@@ -237,7 +237,7 @@ def _skirt(P: Painter, rng, iid, length, flare, waist_y):
     bottom = np.stack([xs, hem + 0.12 * (1 - (xs / hem_hw) ** 2) * min(flare, 2) - wave], 1)
     right = np.stack([hws[::-1], ys[::-1]], 1)
     P.poly(iid, np.vstack([left, bottom, right]))
-    for k in range(int(rng.integers(2, 6))):  # folds
+    for _k in range(int(rng.integers(2, 6))):  # folds
         x0 = rng.uniform(-0.7, 0.7)
         P.line_shade(iid, [[x0 * fig.waist, waist_y + 0.3], [x0 * hem_hw * 1.05, hem - 0.05]],
                      rng.uniform(185, 225), 0.05)

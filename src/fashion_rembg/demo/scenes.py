@@ -145,7 +145,7 @@ def _paint_street(b: _Backdrop) -> None:
         b.d, b.rng, b.spec, b.W, b.H, b.fy, b.lam, b.f_top, b.f_bot, b.vx, b.rect, b.floor_fill
     )
     floor_fill(f_top, f_bot)
-    for k in range(int(3 + 6 * lam)):  # perspective pavement lines
+    for _k in range(int(3 + 6 * lam)):  # perspective pavement lines
         x = rng.uniform(-0.5, 1.5) * W
         d.line([vx, fy, x, H], fill=tuple(int(v * 0.82) for v in f_top), width=1)
     d.line([0, fy + 2, W, fy + 2], fill=(90, 90, 90), width=max(1, W // 120))

@@ -18,11 +18,27 @@ import pandas as pd
 from fashion_rembg.reporting import stats as st
 from fashion_rembg.reporting.health import combine_flags
 from fashion_rembg.reporting.labels import (
-    CONDITION_FIELDS, TASK_ORDER, condition_key, condition_label, config_key, config_labels_by_task, is_present,
-    mark_standin, order_config_fields, plain, sortable, task_rank,
+    CONDITION_FIELDS,
+    TASK_ORDER,
+    condition_key,
+    condition_label,
+    config_key,
+    config_labels_by_task,
+    is_present,
+    mark_standin,
+    order_config_fields,
+    plain,
+    sortable,
+    task_rank,
 )
 from fashion_rembg.reporting.loading import (
-    CROSS_TEST_FIELDS, KNOWN_METRICS, PRIMARY_METRIC, Evidence, RunScores, load_experiment, read_history,
+    CROSS_TEST_FIELDS,
+    KNOWN_METRICS,
+    PRIMARY_METRIC,
+    Evidence,
+    RunScores,
+    load_experiment,
+    read_history,
 )
 
 CI_LEVEL = 0.95
@@ -237,15 +253,21 @@ def summarize_cross(cross: pd.DataFrame, evidence: Evidence | None = None) -> pd
         rec.update(_config=config, _train=train, _test=test)
         rec["variant"], rec["sod"], rec["fill"] = str(first["variant"]), train[1] or None, train[2] or None
         rec["condition"] = condition_label(rec["variant"], rec["sod"], rec["fill"])
-        rec["test_variant"], rec["test_sod"], rec["test_fill"] = str(first["test_variant"]), test[1] or None, test[2] or None
+        rec["test_variant"] = str(first["test_variant"])
+        rec["test_sod"], rec["test_fill"] = test[1] or None, test[2] or None
         rec["test_condition"] = condition_label(rec["test_variant"], rec["test_sod"], rec["test_fill"])
         rec["in_condition"] = train == test
         rec["n_seeds"] = int(grp["seed"].nunique())
         rec["primary_metric"] = PRIMARY_METRIC.get(str(first["task"]))
         for m in metric_cols:
             rec[f"{m}_mean"], rec[f"{m}_std"] = _stats(grp[m].to_numpy(dtype=float))
-        rec["health"] = "unchecked" if evidence is None else combine_flags(
-            evidence.health.get((str(first["task"]), str(i), int(sd)), []) for i, sd in zip(grp["id"], grp["seed"]))
+        rec["health"] = (
+            "unchecked"
+            if evidence is None
+            else combine_flags(
+                evidence.health.get((str(first["task"]), str(i), int(sd)), []) for i, sd in zip(grp["id"], grp["seed"])
+            )
+        )
         records.append(rec)
     out = pd.DataFrame(records)
     out["config_label"] = config_labels_by_task(out, out["_config"], ordered)
@@ -255,8 +277,25 @@ def summarize_cross(cross: pd.DataFrame, evidence: Evidence | None = None) -> pd
         out.at[i, "_config"], out.at[i, "_train"], out.at[i, "_test"]))  # fmt: skip
     out = out.loc[order].reset_index(drop=True)
     stat_cols = [f"{m}_{s}" for m in metric_cols for s in ("mean", "std")]
-    columns = ordered + ["config_label", "variant", "sod", "fill", "condition", "test_variant", "test_sod",
-                         "test_fill", "test_condition", "in_condition", "n_seeds", "primary_metric"] + stat_cols + ["health"]
+    columns = (
+        ordered
+        + [
+            "config_label",
+            "variant",
+            "sod",
+            "fill",
+            "condition",
+            "test_variant",
+            "test_sod",
+            "test_fill",
+            "test_condition",
+            "in_condition",
+            "n_seeds",
+            "primary_metric",
+        ]
+        + stat_cols
+        + ["health"]
+    )
     out = out[columns]
     out.attrs["metric_columns"] = list(metric_cols)
     return out
@@ -271,7 +310,8 @@ def _run_experiment(history: Path) -> dict:
     if not metrics.is_file():
         raise FileNotFoundError(
             f"{history}: no metrics.json beside it; the curves are grouped by the experiment recorded there "
-            "(task, variant, sod, fill), so evaluate the run first")
+            "(task, variant, sod, fill), so evaluate the run first"
+        )
     info = load_experiment(metrics)
     info["group"] = f"{info['task']}/{info['id']}"
     return info
@@ -308,22 +348,47 @@ def learning_curve_data(history_files: Mapping[str, Path | str]) -> pd.DataFrame
     frames = []
     for gname, g in groups.items():
         hist = pd.concat(g["histories"], ignore_index=True)
-        stats = hist.groupby("epoch", sort=True).agg(
-            n_seeds=("val_score", "count"),
-            val_score_mean=("val_score", "mean"), val_score_std=("val_score", "std"),
-            train_loss_mean=("train_loss", "mean"), train_loss_std=("train_loss", "std"),
-        ).reset_index()
+        stats = (
+            hist.groupby("epoch", sort=True)
+            .agg(
+                n_seeds=("val_score", "count"),
+                val_score_mean=("val_score", "mean"),
+                val_score_std=("val_score", "std"),
+                train_loss_mean=("train_loss", "mean"),
+                train_loss_std=("train_loss", "std"),
+            )
+            .reset_index()
+        )
         r = infos.loc[gname]
         for col in ("task", "config", "condition", "variant", "sod", "fill"):
             stats.insert(0, col, r[col] if is_present(r[col]) else None)
         stats.insert(0, "experiment", gname)
         frames.append(stats)
     data = pd.concat(frames, ignore_index=True)
-    cols = ["experiment", "task", "config", "condition", "variant", "sod", "fill", "epoch", "n_seeds",
-            "val_score_mean", "val_score_std", "train_loss_mean", "train_loss_std"]
+    cols = [
+        "experiment",
+        "task",
+        "config",
+        "condition",
+        "variant",
+        "sod",
+        "fill",
+        "epoch",
+        "n_seeds",
+        "val_score_mean",
+        "val_score_std",
+        "train_loss_mean",
+        "train_loss_std",
+    ]
     data = data[cols]
-    order = sorted(range(len(data)), key=lambda i: (
-        task_rank(data.at[i, "task"]), str(data.at[i, "config"]),
-        condition_key(data.at[i, "variant"], data.at[i, "sod"], data.at[i, "fill"]),
-        data.at[i, "experiment"], float(data.at[i, "epoch"])))
+    order = sorted(
+        range(len(data)),
+        key=lambda i: (
+            task_rank(data.at[i, "task"]),
+            str(data.at[i, "config"]),
+            condition_key(data.at[i, "variant"], data.at[i, "sod"], data.at[i, "fill"]),
+            data.at[i, "experiment"],
+            float(data.at[i, "epoch"]),
+        ),
+    )
     return data.iloc[order].reset_index(drop=True)

@@ -169,11 +169,18 @@ def controls_markdown(table: pd.DataFrame) -> str:
         verdict_cell = f"**{r.verdict.upper()}**" if r.verdict == "fail" else r.verdict
         tops = "" if np.isnan(r.original_top1) else f"{r.original_top1:.3f} → {r.compared_top1:.3f}"
         knobs = "" if np.isnan(r.clutter) else f"clutter {r.clutter:g}, correlation {r.bg_label_correlation:g}"
-        lines.append(f"| {r.control} | {r.expected} | {r.compared} | {r.delta:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}] "
-                     f"| {r.p_value:.3g} | {verdict_cell} | {tops} | {knobs} | {r.detail} |")
+        lines.append(
+            f"| {r.control} | {r.expected} | {r.compared} | {r.delta:+.3f} [{r.ci_low:+.3f}, {r.ci_high:+.3f}] "
+            f"| {r.p_value:.3g} | {verdict_cell} | {tops} | {knobs} | {r.detail} |"
+        )
     failed = table[table["verdict"] == "fail"]["control"].tolist()
-    lines += ["", f"**FAILED CONTROLS: {', '.join(failed)}** — the apparatus did not find the known answer; "
-              "do not trust the study's Δs on this setup." if failed else "Every control passed."]
+    lines += [
+        "",
+        f"**FAILED CONTROLS: {', '.join(failed)}** — the apparatus did not find the known answer; "
+        "do not trust the study's Δs on this setup."
+        if failed
+        else "Every control passed.",
+    ]
     return "\n".join(lines) + "\n"
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import matplotlib
 import matplotlib.style
+
 # Agg canvas attached explicitly (no pyplot): headless, and no global backend switch.
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure

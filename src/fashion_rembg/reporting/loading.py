@@ -272,7 +272,7 @@ def read_history(path: Path, *, required: bool = False) -> pd.DataFrame | None:
     return df
 
 
-def load_evidence(metric_files: Sequence[Path | str], thresholds: HealthThresholds = HealthThresholds()) -> Evidence:
+def load_evidence(metric_files: Sequence[Path | str], thresholds: HealthThresholds | None = None) -> Evidence:
     """Per-image scores and health of every run, from the ``predictions.npz`` and ``history.csv``
     next to each ``metrics.json`` (results/runs/<task>/<id>/seed-<n>/). A missing sibling leaves
     that part unchecked."""
@@ -290,7 +290,8 @@ def load_evidence(metric_files: Sequence[Path | str], thresholds: HealthThreshol
         if scores is not None:
             evidence.scores[key] = scores
         evidence.health[key] = assess_run(task, read_history(path.parent / "history.csv"), n_classes,
-                                          scores.n_predicted_classes if scores else None, thresholds,
+                                          scores.n_predicted_classes if scores else None,
+                                          thresholds or HealthThresholds(),
                                           train_score=train_score)  # fmt: skip
     return evidence
 

@@ -18,6 +18,7 @@ import matplotlib.patches
 import matplotlib.ticker
 import numpy as np
 import pandas as pd
+
 # Agg canvas attached explicitly (no pyplot): headless, and no global backend switch.
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -291,10 +292,15 @@ def cross_condition_figsize(cross: pd.DataFrame, dpi: int = DPI) -> tuple[float,
     tasks = _tasks(cross)
     cols = max(cross[cross["task"] == t]["test_condition"].nunique() for t in tasks)
     lines = sum(
-        sum(max(1, len(_wrap(f"{c} · {t}", CROSS_LABEL_CHARS).splitlines())) for c, t in _cross_rows(cross[cross["task"] == k]))
+        sum(
+            max(1, len(_wrap(f"{c} · {t}", CROSS_LABEL_CHARS).splitlines()))
+            for c, t in _cross_rows(cross[cross["task"] == k])
+        )
         for k in tasks
     )  # fmt: skip
-    return snap_inches(CROSS_LABEL_IN + 1.2 + CROSS_COL_IN * cols, dpi), snap_inches(0.6 + 1.3 * len(tasks) + CROSS_ROW_IN * lines * 0.75, dpi)
+    return snap_inches(CROSS_LABEL_IN + 1.2 + CROSS_COL_IN * cols, dpi), snap_inches(
+        0.6 + 1.3 * len(tasks) + CROSS_ROW_IN * lines * 0.75, dpi
+    )
 
 
 def plot_cross_condition(
@@ -372,8 +378,13 @@ def figure_dose_response(controls_csv: Path | str, out_png: Path | str) -> Path:
                         color=colour, capsize=3, label="background carries no label" if on_curve
                         else "background correlated with the label")  # fmt: skip
             for r in part.itertuples():
-                ax.annotate(f"{r.control} ({r.verdict})", (r.clutter, r.rembg_delta), textcoords="offset points",
-                            xytext=(5, 4), fontsize=7)
+                ax.annotate(
+                    f"{r.control} ({r.verdict})",
+                    (r.clutter, r.rembg_delta),
+                    textcoords="offset points",
+                    xytext=(5, 4),
+                    fontsize=7,
+                )
         ax.set_xlabel("background clutter (generator knob)")
         ax.set_ylabel("Δ top-1, rembg − original (95 % CI)")
         ax.set_title("Known-answer controls")

@@ -88,8 +88,8 @@ def fetch_weights(model: str, dest: Path, *, source: Path | None = None, retries
             raise FetchError(f"{model} is converted from {DERIVED_WEIGHTS[model]}: fetch that first")
         return convert_fp16(Path(source), Path(dest))
     if model not in REMBG_WEIGHTS:
-        raise FetchError(f"{model!r} is not a downloadable rembg model; choose one of {', '.join(sorted(REMBG_WEIGHTS))}")
+        raise FetchError(
+            f"{model!r} is not a downloadable rembg model; choose one of {', '.join(sorted(REMBG_WEIGHTS))}"
+        )
     url = f"{mirror.rstrip('/')}/{REMBG_WEIGHTS[model][0]}" if mirror else weights_url(model)
-    return fetch_file(url, Path(dest), weights_checksum(model), retries=retries,
-                      timeout=timeout, backoff=backoff)
-
+    return fetch_file(url, Path(dest), weights_checksum(model), retries=retries, timeout=timeout, backoff=backoff)

@@ -80,7 +80,9 @@ class Checkpointer:
             return self._start_over(f"its size differs from the {size} bytes in {self.sidecar.name}")
         data = self.path.read_bytes()
         if hashlib.sha256(data).hexdigest() != digest:
-            return self._start_over(f"its sha256 does not match {self.sidecar.name} (modified or not written by this pipeline)")
+            return self._start_over(
+                f"its sha256 does not match {self.sidecar.name} (modified or not written by this pipeline)"
+            )
         try:
             payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
         except Exception as exc:  # noqa: BLE001 - any foreign content: refuse it, never execute it
@@ -109,8 +111,14 @@ class Checkpointer:
 # --------------------------------------------------------------------------- model files
 
 
-def model_payload(state: TrainState, experiment: dict, seed: int, classes: list[str], device: torch.device,
-                  pretrained: dict | None = None) -> dict:
+def model_payload(
+    state: TrainState,
+    experiment: dict,
+    seed: int,
+    classes: list[str],
+    device: torch.device,
+    pretrained: dict | None = None,
+) -> dict:
     payload = {
         "state_dict": state.best_weights,
         "best_epoch": state.best_epoch,

@@ -164,7 +164,7 @@ class TrainConfig:
     input_size: tuple[int, int] | None = None
 
     @classmethod
-    def from_experiment(cls, experiment: dict, seed: int) -> "TrainConfig":
+    def from_experiment(cls, experiment: dict, seed: int) -> TrainConfig:
         eid = experiment.get("id", "?")
         size = experiment.get("input_size")
         cfg = cls(
@@ -258,7 +258,7 @@ class TrainState:
     history: list[dict] = field(default_factory=list)
 
     @classmethod
-    def create(cls, model: nn.Module, cfg: TrainConfig, device: torch.device) -> "TrainState":
+    def create(cls, model: nn.Module, cfg: TrainConfig, device: torch.device) -> TrainState:
         optimizer = _make_optimizer(model, cfg)
         scheduler = SCHEDULES[cfg.schedule](optimizer, cfg)
         amp = amp_dtype(device, cfg.amp)
@@ -298,7 +298,9 @@ TRAIN_STATE_KEYS = frozenset(("model", "optimizer", "scheduler", "scaler", "epoc
                               "best_weights", "history", "rng"))  # fmt: skip
 
 
-def train_one_epoch(state: TrainState, feeder: BatchFeeder, task: TaskOps, cfg: TrainConfig, epoch: int) -> tuple[float, float]:
+def train_one_epoch(
+    state: TrainState, feeder: BatchFeeder, task: TaskOps, cfg: TrainConfig, epoch: int
+) -> tuple[float, float]:
     model, device = state.model, feeder.device
     model.train()
     tracker = task.train_tracker()
