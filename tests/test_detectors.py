@@ -18,6 +18,15 @@ def test_coco_file_names_match_torchvision():
         assert os.path.basename(get_model_weights(arch).DEFAULT.url) == name
 
 
+def test_toy_images_get_fewer_proposals_and_rois():
+    toy = build_instance_model("maskrcnn_resnet18_fpn", 3, image_size=(64, 96))
+    photo = build_instance_model("maskrcnn_resnet18_fpn", 3, image_size=(512, 384))
+    override = build_instance_model("maskrcnn_resnet18_fpn", 3, image_size=(64, 96), box_batch_size_per_image=32)
+    assert toy.roi_heads.fg_bg_sampler.batch_size_per_image == 64 and toy.rpn._post_nms_top_n["training"] == 300
+    assert photo.roi_heads.fg_bg_sampler.batch_size_per_image == 512  # torchvision's default
+    assert override.roi_heads.fg_bg_sampler.batch_size_per_image == 32
+
+
 def test_anchor_sizes_follow_the_image():
     assert anchor_sizes((64, 96)) == ((8,), (16,), (32,), (64,), (128,))
     assert anchor_sizes((800, 1333)) == ((32,), (64,), (128,), (256,), (512,))  # torchvision's default

@@ -48,6 +48,14 @@ def anchor_sizes(image_size: tuple[int, int]) -> tuple[tuple[int, ...], ...]:
     return tuple((base * 2**level,) for level in range(5))
 
 
+# Short image side below which the model is "toy-sized": fewer proposals and sampled RoIs. The mask
+# head (4 convs of 256 channels on 14×14 per positive RoI) dominates a CPU step; torchvision's 512
+# RoIs per image (≤ 128 positives) are sized for 800-pixel photos with many objects.
+TOY_SIDE = 256
+TOY_SETTINGS = {"rpn_pre_nms_top_n_train": 600, "rpn_post_nms_top_n_train": 300, "rpn_pre_nms_top_n_test": 300,
+                "rpn_post_nms_top_n_test": 150, "box_batch_size_per_image": 64, "box_detections_per_img": 50}
+
+
 def coco_weights_file(torch_home: str | Path, arch: str) -> Path:
     name = COCO_WEIGHT_FILES.get(arch)
     if name is None:
@@ -98,10 +106,12 @@ def _resnet(arch: str, pretrained: bool):
 
 
 def build_instance_model(arch: str, num_classes: int, init: str = "scratch", torch_home: str | Path | None = None,
-                         image_size: tuple[int, int] = (800, 800)):
+                         image_size: tuple[int, int] = (800, 800), **overrides):
     """Mask R-CNN ``arch`` for ``num_classes`` classes including background (class 0).
 
-    ``image_size`` (H, W): the store size; the model's transform keeps it unscaled.
+    ``image_size`` (H, W): the store size; the model's transform keeps it unscaled, and below
+    ``TOY_SIDE`` the RPN/RoI sampling uses ``TOY_SETTINGS``. ``overrides``: further ``MaskRCNN``
+    keyword arguments (e.g. ``box_batch_size_per_image``).
     """
     from torch import nn
     from torchvision.models.detection import MaskRCNN
@@ -145,8 +155,9 @@ def build_instance_model(arch: str, num_classes: int, init: str = "scratch", tor
                                            norm_layer=nn.BatchNorm2d),
             "mask_head": MaskRCNNHeads(backbone.out_channels, [256, 256, 256, 256], 1, norm_layer=nn.BatchNorm2d),
         }
+    sampling = dict(TOY_SETTINGS) if min(height, width) < TOY_SIDE else {}
     model = MaskRCNN(backbone, num_classes=num_classes, rpn_anchor_generator=anchors,
-                     min_size=min(height, width), max_size=max(height, width), **extra)
+                     min_size=min(height, width), max_size=max(height, width), **extra, **{**sampling, **overrides})
     if init == "coco":
         state = {k: v for k, v in load_coco_state_dict(arch, torch_home).items() if not k.startswith(PREDICTOR_PREFIXES)}
         missing, unexpected = model.load_state_dict(state, strict=False)
