@@ -6,8 +6,13 @@ import numpy as np
 import pytest
 from pycocotools import mask as mask_utils
 
-from fashion_rembg.evaluation.coco_eval import evaluate_coco, per_image_quality, coco_from_dict, rescore, \
-    write_coco_files
+from fashion_rembg.evaluation.coco_eval import (
+    coco_from_dict,
+    evaluate_coco,
+    per_image_quality,
+    rescore,
+    write_coco_files,
+)
 
 H, W = 64, 64
 

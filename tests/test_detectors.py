@@ -6,8 +6,14 @@ import pytest
 import torch
 
 from fashion_rembg.errors import ConfigError, PipelineError
-from fashion_rembg.models.detectors import (COCO_WEIGHT_FILES, PREDICTOR_PREFIXES, anchor_sizes, build_instance_model,
-                                            coco_weights_file, coco_weights_provenance)
+from fashion_rembg.models.detectors import (
+    COCO_WEIGHT_FILES,
+    PREDICTOR_PREFIXES,
+    anchor_sizes,
+    build_instance_model,
+    coco_weights_file,
+    coco_weights_provenance,
+)
 from fashion_rembg.models.weights import weights_file, write_standin_weights
 
 

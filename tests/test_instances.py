@@ -9,8 +9,15 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from fashion_rembg.datasets.coco import ClassMapping
-from fashion_rembg.datasets.instances import (INDEX_FILE, INSTANCES_FILE, VANISHED, InstanceStore,
-                                              InstanceStoreWriter, fit_instances, instance_rows)
+from fashion_rembg.datasets.instances import (
+    INDEX_FILE,
+    INSTANCES_FILE,
+    VANISHED,
+    InstanceStore,
+    InstanceStoreWriter,
+    fit_instances,
+    instance_rows,
+)
 from fashion_rembg.datasets.store import fit_image
 from fashion_rembg.errors import DataError
 
@@ -105,7 +112,7 @@ def _jpeg(w, h, exif_orientation=None):
 
 def test_instance_rows_image_and_exif_frame():
     anns = [{"id": 1, "category_id": 1, "segmentation": polygon_of(0, 10, 0, 60)}]  # top band of the stored pixels
-    image, instances, drops, note = instance_rows(_jpeg(W, H), W, H, anns, MAPPING, (20, 30), "contain")
+    image, instances, _, _ = instance_rows(_jpeg(W, H), W, H, anns, MAPPING, (20, 30), "contain")
     assert image.shape == (20, 30, 3) and image.dtype == np.uint8 and len(instances) == 1
     # Stored 60×40 with EXIF 6 (rotate 90° clockwise to show): annotations on stored pixels are rotated too,
     # so the top band becomes the right-hand band of the shown 40×60 photo.

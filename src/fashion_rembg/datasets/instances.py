@@ -30,8 +30,15 @@ from .coco import _annotation_rle
 from .imaging import DECODE_ERRORS, open_raw, orientation, transpose_like
 from .store import fit_image, to_rgb
 
-__all__ = ["INSTANCES_FILE", "INDEX_FILE", "META_FILE", "InstanceStore", "InstanceStoreWriter", "fit_instances",
-           "instance_rows"]
+__all__ = [
+    "INDEX_FILE",
+    "INSTANCES_FILE",
+    "META_FILE",
+    "InstanceStore",
+    "InstanceStoreWriter",
+    "fit_instances",
+    "instance_rows",
+]
 
 INSTANCES_FILE = "instances.jsonl"
 INDEX_FILE = "instances.index.npy"
@@ -132,7 +139,7 @@ class InstanceStoreWriter:
         self.store_size = (int(store_size[0]), int(store_size[1]))
         self.classes = list(classes)
         self.partial = self.out_dir / f".{INSTANCES_FILE}.partial"
-        self.fh = open(self.partial, "wb")
+        self.fh = open(self.partial, "wb")  # noqa: SIM115 - open across put() calls, closed by finish/abort
         self.offsets = [0]
         self.counts = Counter()
         self.dropped = Counter()
@@ -197,7 +204,7 @@ class InstanceStore:
         if not 0 <= row < len(self):
             raise IndexError(f"instance store {self.dir}: row {row} outside 0…{len(self) - 1}")
         if self._fh is None:
-            self._fh = open(self.dir / INSTANCES_FILE, "rb")
+            self._fh = open(self.dir / INSTANCES_FILE, "rb")  # noqa: SIM115 - kept for seeks, closed by close()
         self._fh.seek(int(self.offsets[row]))
         return json.loads(self._fh.read(int(self.offsets[row + 1] - self.offsets[row])))
 
@@ -224,8 +231,9 @@ class InstanceStore:
         """A COCO instances dict of `rows` (image id = store row), crowd regions included as such."""
         images, annotations = [], []
         for row in (int(r) for r in rows):
-            images.append({"id": row, "width": self.width, "height": self.height, "file_name": self.record(row)["id"]})
-            for label, iscrowd, bbox, text in self.record(row)["instances"]:
+            record = self.record(row)
+            images.append({"id": row, "width": self.width, "height": self.height, "file_name": record["id"]})
+            for label, iscrowd, bbox, text in record["instances"]:
                 annotations.append({"id": len(annotations) + 1, "image_id": row, "category_id": int(label),
                                     "iscrowd": int(iscrowd), "bbox": bbox,
                                     "area": float(mask_utils.area(self.rle(text))),

@@ -10,15 +10,15 @@ deterministic on CPU (`seed_everything`), so the same seed gives byte-identical 
 
 Deliberately small (the pipeline wiring — checkpoints/resume, history, cross-condition metadata —
 comes when the training package split lands). Imports from `training.common`:
-`epoch_generator`, `load_model_payload`, `read_manifest`, `save_torch_atomic`, `seed_everything`,
+`epoch_generator`, `load_model_payload`, `pick_device`, `read_manifest`, `save_torch_atomic`, `seed_everything`,
 `split_indices`, `write_json_atomic`.
 """
 from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -31,6 +31,7 @@ from fashion_rembg.models.detectors import build_instance_model
 from fashion_rembg.training.common import (
     epoch_generator,
     load_model_payload,
+    pick_device,
     read_manifest,
     save_torch_atomic,
     seed_everything,
@@ -136,17 +137,17 @@ def train_instance(*, images: Path, instances_dir: Path, manifest: Path, model_o
     imgs, store, df = _open(images, instances_dir, manifest)
     train_rows = training_rows(store, split_indices(df, "train", source=str(manifest)))
     val_rows = split_indices(df, "val", source=str(manifest))
-    model = _model(experiment, store, torch_home, experiment.get("init", "scratch"))
+    device = pick_device()
+    model = _model(experiment, store, torch_home, experiment.get("init", "scratch")).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(params, lr=float(experiment["lr"]), momentum=0.9,
                                 weight_decay=float(experiment["weight_decay"]))
     history, best = [], {"score": -math.inf, "epoch": 0, "weights": None}
     for epoch in range(1, int(experiment["epochs"]) + 1):
         loss = train_one_epoch(model, optimizer, imgs, store, train_rows, int(experiment["batch_size"]),
-                               epoch_generator(seed, epoch))
-        val = evaluate_coco(store.coco_ground_truth(val_rows), predict(model, imgs, val_rows,
-                                                                        int(experiment["batch_size"])),
-                            with_per_image=False)
+                               epoch_generator(seed, epoch), device)
+        predictions = predict(model, imgs, val_rows, int(experiment["batch_size"]), device)
+        val = evaluate_coco(store.coco_ground_truth(val_rows), predictions, with_per_image=False)
         score = val["segm"]["AP"] if val["segm"]["AP"] is not None else 0.0
         history.append({"epoch": epoch, "train_loss": round(loss, 6), "val_segm_ap": score})
         log.info("%s: epoch %d loss %.4f val segm AP %.4f", experiment["id"], epoch, loss, score)
@@ -169,6 +170,7 @@ def evaluate_instance(*, model: Path, instances_dir: Path, manifest: Path, condi
         raise ValueError("evaluate_instance: no test conditions given")
     seed_everything(seed, threads)
     payload = load_model_payload(model)
+    device = pick_device()
     net, cross = None, []
     for cond in conditions:
         imgs, store, df = _open(Path(cond["images"]), instances_dir, manifest)
@@ -177,9 +179,10 @@ def evaluate_instance(*, model: Path, instances_dir: Path, manifest: Path, condi
         if net is None:
             net = _model(experiment, store, None, "scratch")
             net.load_state_dict(payload["state_dict"])
+            net.to(device)
         rows = split_indices(df, "test", source=str(manifest))
         gt = store.coco_ground_truth(rows)
-        predictions = predict(net, imgs, rows, int(experiment["batch_size"]))
+        predictions = predict(net, imgs, rows, int(experiment["batch_size"]), device)
         write_coco_files(Path(out_dir) / cond["key"], gt, predictions)
         cross.append({"condition": cond["key"], **evaluate_coco(gt, predictions)})
     result = {"experiment": experiment["id"], "seed": int(seed), "best_epoch": payload.get("best_epoch"),
