@@ -105,6 +105,7 @@ def compact_annotations(coco: dict) -> dict[int, list[dict]]:
                             "is not an integer; is this a COCO instances file?")
         by_image.setdefault(image_id, []).append({
             "id": ann.get("id", 0), "category_id": ann.get("category_id"), "area": ann.get("area", 0),
+            "iscrowd": ann.get("iscrowd", 0),
             "segmentation": _compact_segmentation(ann.get("segmentation")),
         })
     return by_image
