@@ -11,7 +11,7 @@ import time
 import torch
 
 from fashion_rembg.models.detectors import build_instance_model
-from fashion_rembg.training.common import seed_everything
+from fashion_rembg.training.loop import seed_everything
 
 
 def batch(n, h, w, gen):
@@ -21,13 +21,21 @@ def batch(n, h, w, gen):
         boxes, masks = [], []
         for _ in range(3):
             bh, bw = (int(v) for v in torch.randint(12, 28, (2,), generator=gen))
-            y0, x0 = int(torch.randint(0, h - bh, (1,), generator=gen)), int(torch.randint(0, w - bw, (1,), generator=gen))
+            y0, x0 = (
+                int(torch.randint(0, h - bh, (1,), generator=gen)),
+                int(torch.randint(0, w - bw, (1,), generator=gen)),
+            )
             m = torch.zeros(h, w, dtype=torch.uint8)
-            m[y0:y0 + bh, x0:x0 + bw] = 1
+            m[y0 : y0 + bh, x0 : x0 + bw] = 1
             boxes.append([x0, y0, x0 + bw, y0 + bh])
             masks.append(m)
-        targets.append({"boxes": torch.tensor(boxes, dtype=torch.float32), "labels": torch.tensor([1, 2, 1]),
-                        "masks": torch.stack(masks)})
+        targets.append(
+            {
+                "boxes": torch.tensor(boxes, dtype=torch.float32),
+                "labels": torch.tensor([1, 2, 1]),
+                "masks": torch.stack(masks),
+            }
+        )
     return images, targets
 
 
@@ -40,9 +48,13 @@ def main():
     args = ap.parse_args()
     h, w = 64, 96
     # The toy-size defaults (64 RoIs/image, 300 proposals) and torchvision's (512, 2000).
-    for label, overrides in (("toy defaults", {}),
-                             ("torchvision sampling", {"box_batch_size_per_image": 512, "rpn_pre_nms_top_n_train": 2000,
-                                                       "rpn_post_nms_top_n_train": 2000})):
+    for label, overrides in (
+        ("toy defaults", {}),
+        (
+            "torchvision sampling",
+            {"box_batch_size_per_image": 512, "rpn_pre_nms_top_n_train": 2000, "rpn_post_nms_top_n_train": 2000},
+        ),
+    ):
         seed_everything(0, args.threads)
         model = build_instance_model(args.arch, 3, image_size=(h, w), **overrides)
         opt = torch.optim.SGD(model.parameters(), lr=0.005, momentum=0.9)
@@ -58,9 +70,12 @@ def main():
             opt.step()
         seconds = time.perf_counter() - started
         cpu_per_image = (time.process_time() - cpu_started) / (args.steps * args.batch)
-        print(f"{args.arch} {label}: {args.steps * args.batch / seconds:.2f} images/s "
-              f"({seconds / args.steps:.2f} s/step, batch {args.batch}, {h}x{w}, {args.threads} threads); "
-              f"{cpu_per_image:.2f} CPU-s/image (load-robust: on idle cores ≈ {args.threads / cpu_per_image:.2f} images/s)")
+        print(
+            f"{args.arch} {label}: {args.steps * args.batch / seconds:.2f} images/s "
+            f"({seconds / args.steps:.2f} s/step, batch {args.batch}, {h}x{w}, {args.threads} threads); "
+            f"{cpu_per_image:.2f} CPU-s/image "
+            f"(load-robust: on idle cores ≈ {args.threads / cpu_per_image:.2f} images/s)"
+        )
 
 
 if __name__ == "__main__":

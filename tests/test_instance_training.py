@@ -10,8 +10,8 @@ from fashion_rembg.datasets.coco import ClassMapping
 from fashion_rembg.datasets.instances import InstanceStore, InstanceStoreWriter, fit_instances
 from fashion_rembg.evaluation.coco_eval import rescore
 from fashion_rembg.models.detectors import build_instance_model
-from fashion_rembg.training.common import epoch_generator, seed_everything
 from fashion_rembg.training.instance import evaluate_instance, train_instance, train_one_epoch, training_rows
+from fashion_rembg.training.loop import epoch_generator, seed_everything
 
 H, W = 64, 96
 SPLITS = ["train"] * 6 + ["val"] * 2 + ["test"] * 2

@@ -60,9 +60,13 @@ def decoded(inst, size):
 @pytest.mark.parametrize("encoding", ["polygon", "compressed", "uncompressed"])
 def test_instance_masks_follow_the_image_geometry(fit, encoding):
     m = box_mask(10, 30, 20, 40)
-    segm = {"polygon": polygon_of(10, 30, 20, 40), "compressed": compressed(m), "uncompressed": uncompressed(m)}[encoding]
+    segm = {"polygon": polygon_of(10, 30, 20, 40), "compressed": compressed(m), "uncompressed": uncompressed(m)}[
+        encoding
+    ]
     store_size = (24, 24)
-    instances, drops = fit_instances([{"id": 1, "category_id": 2, "segmentation": segm}], H, W, MAPPING, store_size, fit)
+    instances, drops = fit_instances(
+        [{"id": 1, "category_id": 2, "segmentation": segm}], H, W, MAPPING, store_size, fit
+    )
     assert not drops and len(instances) == 1
     label, iscrowd, bbox, _ = instances[0]
     assert (label, iscrowd) == (2, 0)
@@ -86,8 +90,12 @@ def test_crowd_flag_kept_left_out_and_vanished_counted():
     ]
     instances, drops = fit_instances(anns, H, W, MAPPING, (40, 40), "cover")
     assert [(i[0], i[1]) for i in instances] == [(1, 0), (2, 1)]
-    assert drops == {"left out (category not in the class list)": 1, VANISHED: 1, "only degenerate polygons": 1,
-                     "annotation without polygons": 1}
+    assert drops == {
+        "left out (category not in the class list)": 1,
+        VANISHED: 1,
+        "only degenerate polygons": 1,
+        "annotation without polygons": 1,
+    }
 
 
 def test_unknown_category_and_bad_rle_are_data_errors():
@@ -122,18 +130,33 @@ def test_instance_rows_image_and_exif_frame():
     with pytest.raises(DataError, match="annotations say"):
         instance_rows(_jpeg(W, H), 50, 50, anns, MAPPING, (20, 30))
     with pytest.raises(DataError, match="no usable instance"):
-        instance_rows(_jpeg(W, H), W, H, [{"id": 1, "category_id": 3, "segmentation": polygon_of(1, 5, 1, 5)}],
-                      MAPPING, (20, 30))
+        instance_rows(
+            _jpeg(W, H), W, H, [{"id": 1, "category_id": 3, "segmentation": polygon_of(1, 5, 1, 5)}], MAPPING, (20, 30)
+        )
 
 
 def test_store_round_trip_targets_and_coco_ground_truth(tmp_path):
     size = (24, 32)
     writer = InstanceStoreWriter(tmp_path, size, ["background", "a", "b"])
-    row0, _ = fit_instances([{"id": 1, "category_id": 1, "segmentation": polygon_of(4, 20, 4, 20)},
-                             {"id": 2, "category_id": 2, "segmentation": compressed(box_mask(0, 40, 30, 60))}],
-                            H, W, MAPPING, size, "contain")
-    crowd, _ = fit_instances([{"id": 3, "category_id": 2, "iscrowd": 1, "segmentation": compressed(box_mask(0, 40, 0, 30))}],
-                             H, W, MAPPING, size, "contain")
+    row0, _ = fit_instances(
+        [
+            {"id": 1, "category_id": 1, "segmentation": polygon_of(4, 20, 4, 20)},
+            {"id": 2, "category_id": 2, "segmentation": compressed(box_mask(0, 40, 30, 60))},
+        ],
+        H,
+        W,
+        MAPPING,
+        size,
+        "contain",
+    )
+    crowd, _ = fit_instances(
+        [{"id": 3, "category_id": 2, "iscrowd": 1, "segmentation": compressed(box_mask(0, 40, 0, 30))}],
+        H,
+        W,
+        MAPPING,
+        size,
+        "contain",
+    )
     assert writer.put("img-a", row0, {VANISHED: 2}) == 0
     assert writer.put("img-b", crowd) == 1
     meta = writer.finish()

@@ -139,7 +139,7 @@ def _checked_polygon(poly, ann_id, height: int, width: int) -> list[float]:
     return values.tolist()
 
 
-def _annotation_rle(ann: dict, height: int, width: int, notes: list[str]):
+def annotation_rle(ann: dict, height: int, width: int, notes: list[str]):
     segm = ann.get("segmentation")
     if segm is None or (isinstance(segm, list) and len(segm) == 0):
         notes.append("annotation without polygons")
@@ -224,7 +224,7 @@ def rasterise_checked(
                 f"annotation {ann.get('id')}: unknown category_id {cat!r} (not one of the dataset's categories)"
             )
         try:
-            rle = _annotation_rle(ann, height, width, notes)
+            rle = annotation_rle(ann, height, width, notes)
         except (TypeError, ValueError) as err:
             raise DataError(f"annotation {ann.get('id')}: malformed segmentation ({err})") from None
         if rle is None:

@@ -1,6 +1,6 @@
 """Instance-segmentation targets straight from COCO annotations (ModaNet, Fashionpedia, own COCO sets).
 
-Each annotation (polygons, or RLE compressed or not, checked by `coco._annotation_rle`) is decoded
+Each annotation (polygons, or RLE compressed or not, checked by `coco.annotation_rle`) is decoded
 at the photo's size and brought to the store size by the *same* `fit_image` call (NEAREST) that
 fits the photo and the semantic class maps, so image, class map and instance masks stay aligned
 pixel for pixel (EXIF rotation included). Crowd regions keep their COCO `iscrowd` flag: evaluation
@@ -24,9 +24,9 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
+from ..atomic import atomic_file, explain_write_errors
 from ..errors import DataError
-from ..npy_io import atomic_file, explain_write_errors
-from .coco import _annotation_rle
+from .coco import annotation_rle
 from .imaging import DECODE_ERRORS, open_raw, orientation, transpose_like
 from .store import fit_image, to_rgb
 
@@ -77,7 +77,7 @@ def fit_instances(annotations: list[dict], height: int, width: int, class_of, st
                             "categories)")
         notes: list[str] = []
         try:
-            rle = _annotation_rle(ann, height, width, notes)
+            rle = annotation_rle(ann, height, width, notes)
         except (TypeError, ValueError) as err:
             raise DataError(f"annotation {ann.get('id')}: malformed segmentation ({err})") from None
         if rle is None:
@@ -146,7 +146,7 @@ class InstanceStoreWriter:
 
     def put(self, image_id: str, instances: list[list], drops: Counter | None = None) -> int:
         """Append the next store row's instances; returns its row index."""
-        for label, iscrowd, bbox, rle in instances:
+        for label, _iscrowd, bbox, _rle in instances:
             if not 0 < int(label) < len(self.classes):
                 raise ValueError(f"instance label {label} outside 1…{len(self.classes) - 1}")
             if bbox[2] <= 0 or bbox[3] <= 0:

@@ -28,7 +28,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from ..npy_io import atomic_file
+from ..atomic import atomic_file
 
 __all__ = ["IOU_TYPES", "QUALITY_SCORE_THRESHOLD", "coco_from_dict", "evaluate_coco", "per_image_quality",
            "rescore", "write_coco_files"]

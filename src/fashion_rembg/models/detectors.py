@@ -159,9 +159,12 @@ def build_instance_model(arch: str, num_classes: int, init: str = "scratch", tor
     model = MaskRCNN(backbone, num_classes=num_classes, rpn_anchor_generator=anchors,
                      min_size=min(height, width), max_size=max(height, width), **extra, **{**sampling, **overrides})
     if init == "coco":
-        state = {k: v for k, v in load_coco_state_dict(arch, torch_home).items() if not k.startswith(PREDICTOR_PREFIXES)}
+        coco = load_coco_state_dict(arch, torch_home)
+        state = {k: v for k, v in coco.items() if not k.startswith(PREDICTOR_PREFIXES)}
         missing, unexpected = model.load_state_dict(state, strict=False)
         if unexpected or any(not k.startswith(PREDICTOR_PREFIXES) for k in missing):
-            raise PipelineError(f"COCO weights {coco_weights_file(torch_home, arch)} do not fit {arch}: "
-                                f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}")
+            raise PipelineError(
+                f"COCO weights {coco_weights_file(torch_home, arch)} do not fit {arch}: "
+                f"missing {sorted(missing)[:5]}, unexpected {sorted(unexpected)[:5]}"
+            )
     return model

@@ -9,9 +9,7 @@ COCOeval ignore crowd regions. Batches are a pure function of (seed, epoch), eve
 deterministic on CPU (`seed_everything`), so the same seed gives byte-identical weights there.
 
 Deliberately small (the pipeline wiring — checkpoints/resume, history, cross-condition metadata —
-comes when the training package split lands). Imports from `training.common`:
-`epoch_generator`, `load_model_payload`, `pick_device`, `read_manifest`, `save_torch_atomic`, `seed_everything`,
-`split_indices`, `write_json_atomic`.
+is done by the pipeline's run drivers).
 """
 from __future__ import annotations
 
@@ -25,19 +23,14 @@ import torch
 from pycocotools import mask as mask_utils
 from torch import nn
 
+from fashion_rembg.atomic import save_torch, write_json
 from fashion_rembg.datasets.instances import InstanceStore
+from fashion_rembg.datasets.store import read_manifest
 from fashion_rembg.evaluation.coco_eval import evaluate_coco, write_coco_files
 from fashion_rembg.models.detectors import build_instance_model
-from fashion_rembg.training.common import (
-    epoch_generator,
-    load_model_payload,
-    pick_device,
-    read_manifest,
-    save_torch_atomic,
-    seed_everything,
-    split_indices,
-    write_json_atomic,
-)
+from fashion_rembg.training.checkpoint import load_model_payload
+from fashion_rembg.training.data import split_indices
+from fashion_rembg.training.loop import epoch_generator, pick_device, seed_everything
 
 __all__ = ["REQUIRED_KEYS", "evaluate_instance", "images_to_tensors", "predict", "train_instance",
            "train_one_epoch", "training_rows"]
@@ -77,8 +70,9 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, images: 
         losses = model(images_to_tensors(images[batch], device), targets)
         loss = sum(losses.values())
         if not math.isfinite(float(loss.detach())):
-            raise FloatingPointError(f"Mask R-CNN loss became {float(loss)} ({ {k: float(v) for k, v in losses.items()} }); "
-                                     "lower lr")
+            raise FloatingPointError(
+                f"Mask R-CNN loss became {float(loss)} ({ {k: float(v) for k, v in losses.items()} }); lower lr"
+            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -91,8 +85,9 @@ def train_one_epoch(model: nn.Module, optimizer: torch.optim.Optimizer, images: 
 
 
 @torch.no_grad()
-def predict(model: nn.Module, images: np.ndarray, rows: np.ndarray, batch_size: int,
-            device: torch.device | str = "cpu") -> list[dict]:
+def predict(
+    model: nn.Module, images: np.ndarray, rows: np.ndarray, batch_size: int, device: torch.device | str = "cpu"
+) -> list[dict]:
     """COCO-style predictions (image_id = store row; segmentation = compressed RLE; bbox [x, y, w, h])."""
     model.eval()
     out = []
@@ -103,10 +98,15 @@ def predict(model: nn.Module, images: np.ndarray, rows: np.ndarray, batch_size: 
             for k in range(len(masks)):
                 rle = mask_utils.encode(np.asfortranarray(masks[k]))
                 x0, y0, x1, y1 = boxes[k]
-                out.append({"image_id": int(row), "category_id": int(det["labels"][k]),
-                            "score": round(float(det["scores"][k]), 6),
-                            "segmentation": {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode()},
-                            "bbox": [round(float(v), 3) for v in (x0, y0, x1 - x0, y1 - y0)]})
+                out.append(
+                    {
+                        "image_id": int(row),
+                        "category_id": int(det["labels"][k]),
+                        "score": round(float(det["scores"][k]), 6),
+                        "segmentation": {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode()},
+                        "bbox": [round(float(v), 3) for v in (x0, y0, x1 - x0, y1 - y0)],
+                    }
+                )
     return out
 
 
@@ -114,19 +114,37 @@ def _open(images: Path, instances_dir: Path, manifest: Path):
     imgs = np.load(images, mmap_mode="r")
     store = InstanceStore(instances_dir)
     df = read_manifest(manifest)
-    if imgs.dtype != np.uint8 or imgs.ndim != 4 or imgs.shape[0] != len(store) or imgs.shape[1:3] != (store.height, store.width):
-        raise ValueError(f"{images}: {imgs.shape} {imgs.dtype} does not match the instance store {instances_dir} "
-                         f"({len(store)} rows of {store.height}×{store.width}); were they prepared together?")
+    if (
+        imgs.dtype != np.uint8
+        or imgs.ndim != 4
+        or imgs.shape[0] != len(store)
+        or imgs.shape[1:3] != (store.height, store.width)
+    ):
+        raise ValueError(
+            f"{images}: {imgs.shape} {imgs.dtype} does not match the instance store {instances_dir} "
+            f"({len(store)} rows of {store.height}×{store.width}); were they prepared together?"
+        )
     return imgs, store, df
 
 
 def _model(experiment: dict, store: InstanceStore, torch_home, init: str) -> nn.Module:
-    return build_instance_model(experiment["arch"], len(store.classes), init=init, torch_home=torch_home,
-                                image_size=(store.height, store.width))
+    return build_instance_model(
+        experiment["arch"], len(store.classes), init=init, torch_home=torch_home, image_size=(store.height, store.width)
+    )
 
 
-def train_instance(*, images: Path, instances_dir: Path, manifest: Path, model_out: Path, history_out: Path,
-                   experiment: dict, seed: int, threads: int = 1, torch_home: Path | None = None) -> dict:
+def train_instance(
+    *,
+    images: Path,
+    instances_dir: Path,
+    manifest: Path,
+    model_out: Path,
+    history_out: Path,
+    experiment: dict,
+    seed: int,
+    threads: int = 1,
+    torch_home: Path | None = None,
+) -> dict:
     """Train Mask R-CNN (SGD + momentum, as torchvision's detection references) for
     `experiment['epochs']`, keeping the epoch with the best val segm AP. Writes the model payload
     (`state_dict`, `best_epoch`, `classes`, `experiment`, `seed`) and a JSON history."""
@@ -140,29 +158,55 @@ def train_instance(*, images: Path, instances_dir: Path, manifest: Path, model_o
     device = pick_device()
     model = _model(experiment, store, torch_home, experiment.get("init", "scratch")).to(device)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(params, lr=float(experiment["lr"]), momentum=0.9,
-                                weight_decay=float(experiment["weight_decay"]))
+    optimizer = torch.optim.SGD(
+        params, lr=float(experiment["lr"]), momentum=0.9, weight_decay=float(experiment["weight_decay"])
+    )
     history, best = [], {"score": -math.inf, "epoch": 0, "weights": None}
     for epoch in range(1, int(experiment["epochs"]) + 1):
-        loss = train_one_epoch(model, optimizer, imgs, store, train_rows, int(experiment["batch_size"]),
-                               epoch_generator(seed, epoch), device)
+        loss = train_one_epoch(
+            model,
+            optimizer,
+            imgs,
+            store,
+            train_rows,
+            int(experiment["batch_size"]),
+            epoch_generator(seed, epoch),
+            device,
+        )
         predictions = predict(model, imgs, val_rows, int(experiment["batch_size"]), device)
         val = evaluate_coco(store.coco_ground_truth(val_rows), predictions, with_per_image=False)
         score = val["segm"]["AP"] if val["segm"]["AP"] is not None else 0.0
         history.append({"epoch": epoch, "train_loss": round(loss, 6), "val_segm_ap": score})
         log.info("%s: epoch %d loss %.4f val segm AP %.4f", experiment["id"], epoch, loss, score)
         if score > best["score"]:  # ties keep the earlier epoch
-            best = {"score": score, "epoch": epoch,
-                    "weights": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}}
-    payload = {"state_dict": best["weights"], "best_epoch": best["epoch"], "classes": list(store.classes),
-               "experiment": dict(experiment), "seed": int(seed)}
-    save_torch_atomic(model_out, payload)
-    write_json_atomic(history_out, history)
+            best = {
+                "score": score,
+                "epoch": epoch,
+                "weights": {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()},
+            }
+    payload = {
+        "state_dict": best["weights"],
+        "best_epoch": best["epoch"],
+        "classes": list(store.classes),
+        "experiment": dict(experiment),
+        "seed": int(seed),
+    }
+    save_torch(model_out, payload)
+    write_json(history_out, history)
     return {"best_epoch": best["epoch"], "best_val_segm_ap": best["score"], "history": history}
 
 
-def evaluate_instance(*, model: Path, instances_dir: Path, manifest: Path, conditions: Sequence[dict],
-                      out_dir: Path, experiment: dict, seed: int, threads: int = 1) -> dict:
+def evaluate_instance(
+    *,
+    model: Path,
+    instances_dir: Path,
+    manifest: Path,
+    conditions: Sequence[dict],
+    out_dir: Path,
+    experiment: dict,
+    seed: int,
+    threads: int = 1,
+) -> dict:
     """COCO metrics on the test split for every image condition (`{"key", "images"}`; the first is the
     model's own). Per condition `<out_dir>/<key>/`: ground_truth.json, results_{segm,bbox}.json
     (re-scorable with plain pycocotools) and the metrics in `<out_dir>/metrics.json`."""
@@ -175,7 +219,9 @@ def evaluate_instance(*, model: Path, instances_dir: Path, manifest: Path, condi
     for cond in conditions:
         imgs, store, df = _open(Path(cond["images"]), instances_dir, manifest)
         if list(payload["classes"]) != list(store.classes):
-            raise ValueError(f"{model} was trained on classes {payload['classes']}, {instances_dir} has {store.classes}")
+            raise ValueError(
+                f"{model} was trained on classes {payload['classes']}, {instances_dir} has {store.classes}"
+            )
         if net is None:
             net = _model(experiment, store, None, "scratch")
             net.load_state_dict(payload["state_dict"])
@@ -185,7 +231,12 @@ def evaluate_instance(*, model: Path, instances_dir: Path, manifest: Path, condi
         predictions = predict(net, imgs, rows, int(experiment["batch_size"]), device)
         write_coco_files(Path(out_dir) / cond["key"], gt, predictions)
         cross.append({"condition": cond["key"], **evaluate_coco(gt, predictions)})
-    result = {"experiment": experiment["id"], "seed": int(seed), "best_epoch": payload.get("best_epoch"),
-              "metrics": cross[0], "cross": cross}
-    write_json_atomic(Path(out_dir) / "metrics.json", result)
+    result = {
+        "experiment": experiment["id"],
+        "seed": int(seed),
+        "best_epoch": payload.get("best_epoch"),
+        "metrics": cross[0],
+        "cross": cross,
+    }
+    write_json(Path(out_dir) / "metrics.json", result)
     return result
