@@ -1,8 +1,9 @@
 """Images/s of Mask R-CNN training steps on toy images (CPU), to size the demo.
 
 Usage: PYTHONPATH=src python benchmarks/maskrcnn_step_speed.py [--threads 2] [--batch 4] [--steps 5]
-Times `--steps` training steps after 2 warm-up steps, each image 96×64 with 2-3 rectangles,
-deterministic kernels on (as in the pipeline), with the toy-size RoI sampling and with torchvision's.
+Times `--steps` training steps after 2 warm-up steps, each image 96×64 with 3 rectangles,
+deterministic kernels on (as in the pipeline), with the toy-size RoI sampling (and with
+torchvision's: `--torchvision-sampling`).
 Wall-clock images/s depend on what else runs; CPU seconds per image (process time) much less so.
 """
 import argparse
@@ -45,16 +46,18 @@ def main():
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--arch", default="maskrcnn_resnet18_fpn")
+    ap.add_argument("--torchvision-sampling", action="store_true", help="also time torchvision's RoI sampling")
     args = ap.parse_args()
     h, w = 64, 96
     # The toy-size defaults (64 RoIs/image, 300 proposals) and torchvision's (512, 2000).
-    for label, overrides in (
+    variants = (
         ("toy defaults", {}),
         (
             "torchvision sampling",
             {"box_batch_size_per_image": 512, "rpn_pre_nms_top_n_train": 2000, "rpn_post_nms_top_n_train": 2000},
         ),
-    ):
+    )
+    for label, overrides in variants[: 2 if args.torchvision_sampling else 1]:
         seed_everything(0, args.threads)
         model = build_instance_model(args.arch, 3, image_size=(h, w), **overrides)
         opt = torch.optim.SGD(model.parameters(), lr=0.005, momentum=0.9)

@@ -24,7 +24,7 @@ from ..errors import ConfigError, PipelineError
 from .weights import TORCHVISION_BASE_URL, load_imagenet_state_dict
 
 __all__ = ["COCO_WEIGHT_FILES", "INSTANCE_ARCHS", "anchor_sizes", "build_instance_model", "coco_weights_file",
-           "coco_weights_provenance", "load_coco_state_dict"]
+           "coco_weights_provenance", "load_coco_state_dict", "model_settings"]
 
 # arch → ResNet depth of its backbone.
 INSTANCE_ARCHS: dict[str, str] = {
@@ -54,6 +54,23 @@ def anchor_sizes(image_size: tuple[int, int]) -> tuple[tuple[int, ...], ...]:
 TOY_SIDE = 256
 TOY_SETTINGS = {"rpn_pre_nms_top_n_train": 600, "rpn_post_nms_top_n_train": 300, "rpn_pre_nms_top_n_test": 300,
                 "rpn_post_nms_top_n_test": 150, "box_batch_size_per_image": 64, "box_detections_per_img": 50}
+
+
+# The light archs (ResNet-18/34) get light heads too: with torchvision's 256-channel FPN and 4-conv
+# mask head, the heads cost several times the backbone on toy images (1.8 CPU-s per 96×64 image
+# and step for ResNet-18). The v2 paper model keeps torchvision's heads unchanged.
+LIGHT_HEADS = {"fpn_channels": 128, "mask_head_convs": [128, 128], "box_representation": 256}
+
+
+def model_settings(arch: str, image_size: tuple[int, int]) -> dict:
+    """What ``build_instance_model`` sets beyond torchvision's defaults for ``arch`` at ``image_size``
+    (recorded in the run's metadata)."""
+    settings = {"anchor_sizes": [s[0] for s in anchor_sizes(image_size)]}
+    if not arch.endswith("_v2"):
+        settings.update(LIGHT_HEADS)
+    if min(int(image_size[0]), int(image_size[1])) < TOY_SIDE:
+        settings.update(TOY_SETTINGS)
+    return settings
 
 
 def coco_weights_file(torch_home: str | Path, arch: str) -> Path:
@@ -117,8 +134,9 @@ def build_instance_model(arch: str, num_classes: int, init: str = "scratch", tor
     from torchvision.models.detection import MaskRCNN
     from torchvision.models.detection.anchor_utils import AnchorGenerator
     from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
-    from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, RPNHead
-    from torchvision.models.detection.mask_rcnn import MaskRCNNHeads
+    from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor, RPNHead, TwoMLPHead
+    from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+    from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
 
     if arch not in INSTANCE_ARCHS:
         raise ConfigError(f"unknown instance-segmentation arch {arch!r}; choose one of {sorted(INSTANCE_ARCHS)}")
@@ -148,7 +166,19 @@ def build_instance_model(arch: str, num_classes: int, init: str = "scratch", tor
     height, width = int(image_size[0]), int(image_size[1])
     anchors = AnchorGenerator(anchor_sizes((height, width)), ((0.5, 1.0, 2.0),) * 5)
     extra = {}
-    if arch.endswith("_v2"):
+    if not arch.endswith("_v2"):  # light FPN and heads (LIGHT_HEADS); predictors sized to match
+        channels, convs = LIGHT_HEADS["fpn_channels"], LIGHT_HEADS["mask_head_convs"]
+        backbone.fpn = FeaturePyramidNetwork([block[0].in_channels for block in backbone.fpn.inner_blocks], channels,
+                                             extra_blocks=LastLevelMaxPool())
+        backbone.out_channels = channels
+        representation = LIGHT_HEADS["box_representation"]
+        extra = {
+            "box_head": TwoMLPHead(channels * 7 * 7, representation),
+            "box_predictor": FastRCNNPredictor(representation, num_classes),
+            "mask_head": MaskRCNNHeads(channels, convs, 1),
+            "mask_predictor": MaskRCNNPredictor(convs[-1], convs[-1], num_classes),
+        }
+    else:
         extra = {
             "rpn_head": RPNHead(backbone.out_channels, anchors.num_anchors_per_location()[0], conv_depth=2),
             "box_head": FastRCNNConvFCHead((backbone.out_channels, 7, 7), [256, 256, 256, 256], [1024],
@@ -156,7 +186,7 @@ def build_instance_model(arch: str, num_classes: int, init: str = "scratch", tor
             "mask_head": MaskRCNNHeads(backbone.out_channels, [256, 256, 256, 256], 1, norm_layer=nn.BatchNorm2d),
         }
     sampling = dict(TOY_SETTINGS) if min(height, width) < TOY_SIDE else {}
-    model = MaskRCNN(backbone, num_classes=num_classes, rpn_anchor_generator=anchors,
+    model = MaskRCNN(backbone, num_classes=None if "box_predictor" in extra else num_classes, rpn_anchor_generator=anchors,
                      min_size=min(height, width), max_size=max(height, width), **extra, **{**sampling, **overrides})
     if init == "coco":
         coco = load_coco_state_dict(arch, torch_home)
