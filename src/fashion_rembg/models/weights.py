@@ -103,10 +103,15 @@ def torchvision_arch(exp: dict) -> str:
     """The torchvision model whose ImageNet weights an experiment loads.
 
     Classification: the arch (VGG with batch_norm → its ``*_bn`` twin); segmentation: the
-    encoder (smp's ResNet encoders are torchvision ResNets without the head).
+    encoder (smp's ResNet encoders are torchvision ResNets without the head); instance: the
+    backbone of the Mask R-CNN arch.
     """
     if exp.get("task") == "segmentation":
         return exp["encoder"]
+    if exp.get("task") == "instance":  # the ResNet under the FPN
+        from .detectors import INSTANCE_ARCHS  # here: detectors imports this module
+
+        return INSTANCE_ARCHS[exp["arch"]]
     arch = exp["arch"]
     if arch.startswith("vgg") and not arch.endswith("_bn") and exp.get("batch_norm"):
         return f"{arch}_bn"

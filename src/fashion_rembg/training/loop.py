@@ -42,6 +42,7 @@ __all__ = [
     "require_keys",
     "restore_best",
     "seed_everything",
+    "task_forward",
     "train_one_epoch",
 ]
 
@@ -139,7 +140,9 @@ class Tracker(Protocol):
 
 
 class TaskOps(Protocol):
-    """What differs between tasks: loss and the score trackers."""
+    """What differs between tasks: loss and the score trackers. A task whose model also takes the
+    targets (Mask R-CNN) adds ``forward(model, x, y)``, used instead of ``model(x)``; its outputs
+    need not be tensors."""
 
     def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor: ...
 
@@ -241,6 +244,12 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
 # --------------------------------------------------------------------------- state and loop
 
 
+def task_forward(task: TaskOps, model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+    """``model(x)``, or ``task.forward(model, x, y)`` where the task has one."""
+    forward = getattr(task, "forward", None)
+    return model(x) if forward is None else forward(model, x, y)
+
+
 @dataclass
 class TrainState:
     """Everything needed to continue training after ``epoch`` (for checkpoint/resume)."""
@@ -310,7 +319,7 @@ def train_one_epoch(
     for x, y, rows in feeder.batches(generator=gen, shuffle=True, augment=cfg.augment, drop_singleton=True):
         state.optimizer.zero_grad(set_to_none=True)
         with autocast(device, state.amp_dtype):
-            logits = model(x)
+            logits = task_forward(task, model, x, y)
             loss = task.loss(logits, y)
         state.scaler.scale(loss).backward()
         state.scaler.step(state.optimizer)
@@ -318,7 +327,7 @@ def train_one_epoch(
         # Accumulate on-device: no host sync per step.
         loss_sum += loss.detach().double() * len(rows)
         seen += len(rows)
-        tracker.update(logits.detach(), y, rows)
+        tracker.update(logits.detach() if torch.is_tensor(logits) else logits, y, rows)
     if seen == 0:
         raise ValueError("training split produced no batches")
     return float(loss_sum.item()) / seen, tracker.score()
@@ -335,10 +344,10 @@ def evaluate(
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
     for x, y, rows in feeder.batches():
         with autocast(device, amp_dtype):
-            logits = model(x)
+            logits = task_forward(task, model, x, y)
             loss = task.loss(logits, y)
         loss_sum += loss.double() * len(rows)
-        tracker.update(logits.float(), y, rows)
+        tracker.update(logits.float() if torch.is_tensor(logits) else logits, y, rows)
     return float(loss_sum.item()) / max(len(feeder), 1), tracker
 
 

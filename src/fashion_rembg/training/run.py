@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from fashion_rembg.atomic import save_npz, save_torch, write_csv, write_json
+from fashion_rembg.models.detectors import coco_weights_provenance
 from fashion_rembg.models.weights import weights_provenance
 from fashion_rembg.training.checkpoint import Checkpointer, input_fingerprint, load_model_payload, model_payload
 from fashion_rembg.training.data import BatchFeeder, Store, split_indices
@@ -66,6 +67,11 @@ def train_task(task: RunTask, *, images: Path, model_out: Path, history_out: Pat
     """Train ``task`` on ``images`` (its manifest's train rows, best epoch on val); see :func:`train_run`."""
     store, names, targets = task.open(Path(images), training=True)
     init = experiment.get("init", "scratch")
+    pretrained = None  # which pretrained file: kept in the model file, the report labels stand-ins
+    if init == "imagenet":
+        pretrained = weights_provenance(experiment, torch_home)
+    elif init == "coco":
+        pretrained = coco_weights_provenance(experiment["arch"], torch_home)
     return train_run(
         experiment=experiment,
         seed=seed,
@@ -81,7 +87,7 @@ def train_task(task: RunTask, *, images: Path, model_out: Path, history_out: Pat
         history_out=history_out,
         checkpoint_dir=checkpoint_dir,
         fingerprint_inputs=[images, *task.inputs],
-        pretrained=weights_provenance(experiment, torch_home) if init == "imagenet" else None,
+        pretrained=pretrained,
     )
 
 
