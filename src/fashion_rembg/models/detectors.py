@@ -186,8 +186,9 @@ def build_instance_model(arch: str, num_classes: int, init: str = "scratch", tor
             "mask_head": MaskRCNNHeads(backbone.out_channels, [256, 256, 256, 256], 1, norm_layer=nn.BatchNorm2d),
         }
     sampling = dict(TOY_SETTINGS) if min(height, width) < TOY_SIDE else {}
-    model = MaskRCNN(backbone, num_classes=None if "box_predictor" in extra else num_classes, rpn_anchor_generator=anchors,
-                     min_size=min(height, width), max_size=max(height, width), **extra, **{**sampling, **overrides})
+    model = MaskRCNN(backbone, num_classes=None if "box_predictor" in extra else num_classes,
+                     rpn_anchor_generator=anchors, min_size=min(height, width), max_size=max(height, width),
+                     **extra, **{**sampling, **overrides})
     if init == "coco":
         coco = load_coco_state_dict(arch, torch_home)
         state = {k: v for k, v in coco.items() if not k.startswith(PREDICTOR_PREFIXES)}
