@@ -13,17 +13,24 @@ from .errors import ConfigError
 from .models.names import CLASSIFIER_ARCHS, SEGMENTATION_ENCODERS
 
 __all__ = [
-    "AUGMENTATIONS", "BN_TOGGLE_ARCHS", "BUILTIN_DATASETS", "CLASSIFIER_ARCHS", "FILLS", "INITS", "ORACLE_SOD",
-    "OPTIMIZERS", "SAFE_NAME", "SCHEDULES", "SEGMENTATION_ENCODERS", "SEGMENTERS", "TASKS", "TASK_DATASETS",
+    "AUGMENTATIONS", "BN_TOGGLE_ARCHS", "BUILTIN_DATASETS", "CLASSIFIER_ARCHS", "FILLS", "INITS", "INSTANCE_ARCHS",
+    "INSTANCE_INITS", "ORACLE_SOD", "OPTIMIZERS", "SAFE_NAME", "SCHEDULES", "SEGMENTATION_ENCODERS", "SEGMENTERS",
+    "TASKS", "TASK_DATASETS",
     "VARIANTS", "check_name",
 ]  # fmt: skip
 
-TASKS = ("classification", "segmentation")
+# segmentation = semantic (smp, class maps); instance = Mask R-CNN on the instance store.
+TASKS = ("classification", "segmentation", "instance")
 # Built-in datasets per task; own datasets (datasets.<name>.kind) are added per config.
-TASK_DATASETS = {"classification": ("fashionstyle14",), "segmentation": ("modanet", "fashionpedia")}
-BUILTIN_DATASETS = tuple(name for names in TASK_DATASETS.values() for name in names)
+TASK_DATASETS = {"classification": ("fashionstyle14",), "segmentation": ("modanet", "fashionpedia"),
+                 "instance": ("modanet", "fashionpedia")}  # fmt: skip
+BUILTIN_DATASETS = tuple(dict.fromkeys(name for names in TASK_DATASETS.values() for name in names))
 VARIANTS = ("original", "rembg", "oracle")
 INITS = ("scratch", "imagenet")
+# Mask R-CNN archs (models/detectors.py builds them; a test keeps both equal); coco = torchvision's
+# COCO Mask R-CNN weights, heads re-initialised.
+INSTANCE_ARCHS = ("maskrcnn_resnet18_fpn", "maskrcnn_resnet34_fpn", "maskrcnn_resnet50_fpn_v2")
+INSTANCE_INITS = ("scratch", "imagenet", "coco")
 # The names of fashion_rembg.training.augment.AUGMENTATIONS, which needs torch: the config is checked
 # at DAG time without it (tests/test_augment.py keeps both equal).
 AUGMENTATIONS = ("none", "flip", "crop_flip", "color_jitter", "randaugment")

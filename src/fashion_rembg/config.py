@@ -29,6 +29,8 @@ from .choices import (
     CLASSIFIER_ARCHS,
     FILLS,
     INITS,
+    INSTANCE_ARCHS,
+    INSTANCE_INITS,
     OPTIMIZERS,
     ORACLE_SOD,
     SCHEDULES,
@@ -128,6 +130,13 @@ def _size(value, where):
     raise ConfigError(f"{where}: expected null, a side in [16, 2048] or [height, width], got {value!r}")
 
 
+def _store_size_only(value, where):
+    if value is not None:
+        raise ConfigError(f"{where}: instance runs train at the store size (boxes and masks are not resized); "
+                          "set datasets.<name>.store_size instead, or null")
+    return None
+
+
 @dataclass(frozen=True)
 class Axis:
     default: Any
@@ -165,6 +174,18 @@ AXES: dict[str, dict[str, Axis]] = {
         "encoder": Axis("resnet18", _known_name("segmentation encoder", SEGMENTATION_ENCODERS)),
         **COMMON_AXES,
         "batch_size": Axis(8, _int(1)),
+    },
+    # Mask R-CNN (torchvision's detection references: SGD, no augmentation, step schedule).
+    "instance": {
+        "arch": Axis("maskrcnn_resnet18_fpn", _choice(INSTANCE_ARCHS)),
+        **COMMON_AXES,
+        "init": Axis("scratch", _choice(INSTANCE_INITS)),
+        "augment": Axis("none", _choice(("none",))),
+        "optimizer": Axis("sgd", _choice(OPTIMIZERS)),
+        "lr": Axis(0.01, _float(0.0, 10.0, open_min=True)),
+        "schedule": Axis("step", _choice(SCHEDULES)),
+        "batch_size": Axis(4, _int(1)),
+        "input_size": Axis(None, _store_size_only),
     },
 }
 # Keys an include row may carry besides axes.
@@ -215,6 +236,12 @@ def _torchvision_weights():
     return weights_url
 
 
+def _coco_weight_files() -> dict[str, str]:
+    from .models.detectors import COCO_WEIGHT_FILES  # a static table; torch is imported lazily there
+
+    return COCO_WEIGHT_FILES
+
+
 def _normalise(combo: dict, task: str, where: str, config: dict) -> dict[str, Any]:
     """A raw grid combination → canonical spec (fields that do not apply become None)."""
     spec = {axis: AXES[task][axis].norm(value, f"{where}.{axis}") for axis, value in combo.items()}
@@ -241,6 +268,11 @@ def _normalise(combo: dict, task: str, where: str, config: dict) -> dict[str, An
                     f"{where}: arch {arch!r} has no torchvision ImageNet weights; use init: scratch for it "
                     f"(e.g. an exclude row {{arch: {arch}, init: imagenet}})"
                 )
+    elif task == "instance":
+        if spec["init"] == "coco" and spec["arch"] not in _coco_weight_files():
+            raise ConfigError(f"{where}: init: coco needs torchvision's COCO Mask R-CNN weights, which exist for "
+                              f"{', '.join(sorted(_coco_weight_files()))} only, not {spec['arch']!r}; use init: "
+                              "imagenet or scratch for it")  # fmt: skip
     else:
         if spec["init"] == "imagenet" and not spec["encoder"].startswith(("resnet", "resnext")):
             raise ConfigError(
@@ -320,6 +352,8 @@ def is_segmentation_dataset(config: dict, dataset: str) -> bool:
 
 
 def _section(config: dict, task: str) -> dict | None:
+    if task == "instance" and not config.get(task):  # opt-in: configs without the section run none
+        return None
     section = config.get(task) or {}
     if not section.get("enabled", True):
         return None

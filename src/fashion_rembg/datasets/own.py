@@ -42,8 +42,9 @@ def kind_of(config: dict, name: str) -> str | None:
 
 
 def task_names(config: dict, task: str) -> list[str]:
-    """Own datasets usable by `task` (imagefolder: classification, coco: segmentation)."""
-    return [name for name in own_names(config) if KINDS.get(kind_of(config, name)) == task]
+    """Own datasets usable by `task` (imagefolder: classification, coco: segmentation and instance)."""
+    kind_task = "segmentation" if task == "instance" else task  # a COCO store serves both
+    return [name for name in own_names(config) if KINDS.get(kind_of(config, name)) == kind_task]
 
 
 def _fraction(value, where: str) -> float:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..atomic import atomic_file
+from ..choices import TASKS
 from ..errors import ConfigError, PipelineError
 from .archives import safe_extract
 from .fetch import RawFile, download, verify
@@ -200,7 +201,7 @@ def plan(config: dict) -> dict[str, DatasetPlan]:
 
 
 def used_datasets(config: dict) -> set[str]:
-    tasks = [t for t in ("classification", "segmentation") if (config.get(t) or {}).get("enabled", True)]
+    tasks = [t for t in TASKS if (config.get(t) or {}).get("enabled", True)]
     return {config[t]["dataset"] for t in tasks if config.get(t)}
 
 
