@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from .errors import ConfigError
-from .models.names import CLASSIFIER_ARCHS, SEGMENTATION_ENCODERS
+from .models.names import CLASSIFIER_ARCHS, INSTANCE_BACKBONES, SEGMENTATION_ENCODERS
 
 __all__ = [
     "AUGMENTATIONS", "BN_TOGGLE_ARCHS", "BUILTIN_DATASETS", "CLASSIFIER_ARCHS", "FILLS", "INITS", "INSTANCE_ARCHS",
@@ -27,9 +27,9 @@ TASK_DATASETS = {"classification": ("fashionstyle14",), "segmentation": ("modane
 BUILTIN_DATASETS = tuple(dict.fromkeys(name for names in TASK_DATASETS.values() for name in names))
 VARIANTS = ("original", "rembg", "oracle")
 INITS = ("scratch", "imagenet")
-# Mask R-CNN archs (models/detectors.py builds them; a test keeps both equal); coco = torchvision's
-# COCO Mask R-CNN weights, heads re-initialised.
-INSTANCE_ARCHS = ("maskrcnn_resnet18_fpn", "maskrcnn_resnet34_fpn", "maskrcnn_resnet50_fpn_v2")
+# Mask R-CNN archs (models/detectors.py builds them); coco = torchvision's COCO Mask R-CNN weights,
+# heads re-initialised.
+INSTANCE_ARCHS = tuple(INSTANCE_BACKBONES)
 INSTANCE_INITS = ("scratch", "imagenet", "coco")
 # The names of fashion_rembg.training.augment.AUGMENTATIONS, which needs torch: the config is checked
 # at DAG time without it (tests/test_augment.py keeps both equal).

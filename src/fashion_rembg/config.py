@@ -237,7 +237,7 @@ def _torchvision_weights():
 
 
 def _coco_weight_files() -> dict[str, str]:
-    from .models.detectors import COCO_WEIGHT_FILES  # a static table; torch is imported lazily there
+    from .models.weights import COCO_WEIGHT_FILES  # a static table, no torch
 
     return COCO_WEIGHT_FILES
 

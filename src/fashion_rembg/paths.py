@@ -170,10 +170,14 @@ def sod_model_path(config: dict, name: str) -> str:
 
 
 def pretrained_file(config: dict, exp: dict[str, Any]) -> str | None:
-    """The torchvision weights file an ``init: imagenet`` experiment loads (None for scratch)."""
+    """The torchvision weights file an ``init: imagenet`` (or instance ``init: coco``) experiment
+    loads (None for scratch)."""
+    from .models.weights import COCO_WEIGHT_FILES, torchvision_arch, weights_file  # static tables, no torch
+
+    if exp.get("init") == "coco":
+        return f"{config['compute']['torch_home']}/hub/checkpoints/{COCO_WEIGHT_FILES[exp['arch']]}"
     if exp.get("init") != "imagenet":
         return None
-    from .models.weights import torchvision_arch, weights_file  # a static table, no torch
 
     return str(weights_file(config["compute"]["torch_home"], torchvision_arch(exp)))
 

@@ -146,8 +146,8 @@ def check_sources(config: dict) -> list[str]:
 
 
 def missing_pretrained(config: dict) -> list[str]:
-    """What to place where for ImageNet-initialised experiments whose weights are absent."""
-    from .models.weights import torchvision_arch
+    """What to place where for ImageNet- (or COCO-) initialised experiments whose weights are absent."""
+    from .models.weights import TORCHVISION_BASE_URL, torchvision_arch
     from .models.weights import weights_url as torchvision_url
 
     if (config.get("compute") or {}).get("pretrained_standin"):
@@ -156,6 +156,13 @@ def missing_pretrained(config: dict) -> list[str]:
     for exp in experiment_table(config).values():
         path = pretrained_file(config, exp)
         if path and not Path(path).is_file():
+            if exp.get("init") == "coco":  # the file name says which: torchvision's COCO Mask R-CNN weights
+                problems[path] = (
+                    f"COCO Mask R-CNN weights for {exp['arch']} not in compute.torch_home yet: rule "
+                    f"fetch_torchvision_weights will download {TORCHVISION_BASE_URL}{Path(path).name} into {path}; "
+                    f"without network, place {Path(path).name} at {path} yourself"
+                )
+                continue
             arch = torchvision_arch(exp)
             problems[path] = (
                 f"ImageNet weights for {arch} not in compute.torch_home yet: rule fetch_torchvision_weights will "
@@ -179,5 +186,5 @@ def standin_weights(config: dict) -> dict[str, str]:
     for exp in experiment_table(config).values():
         path = pretrained_file(config, exp)
         if path:
-            out[path] = torchvision_arch(exp)
+            out[path] = exp["arch"] if exp.get("init") == "coco" else torchvision_arch(exp)
     return out

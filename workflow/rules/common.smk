@@ -16,6 +16,7 @@ from fashion_rembg.controls import PREFIX as CONTROL_PREFIX
 from fashion_rembg.controls import control_datasets, control_plans
 from fashion_rembg.controls import variants as control_variants
 from fashion_rembg.controls import generator_settings as control_generator_settings
+from fashion_rembg.datasets.instances import INDEX_FILE, INSTANCES_FILE, META_FILE
 from fashion_rembg.datasets.own import own_datasets
 from fashion_rembg.errors import PipelineError
 from fashion_rembg import paths
@@ -81,6 +82,23 @@ TASKS = [task for task in ALL_TASKS if config[task].get("enabled", True)]
 MASK_DATASETS = [config[task]["dataset"] for task in (TASKS or ALL_TASKS) if config.get(task)]
 # Datasets of the enabled tasks, sorted (quarantine table).
 ENABLED_DATASETS = sorted({config[task]["dataset"] for task in TASKS})
+# Datasets an instance experiment trains on: their prepare job also writes the instance store (an
+# image either store refuses is quarantined in both, so their rows stay aligned).
+INSTANCE_DATASETS = [config["instance"]["dataset"]] if "instance" in TASKS else []
+
+
+def instance_store(dataset):
+    """Files of a dataset's instance store (datasets.instances), in its store folder."""
+    return {
+        "instances": paths.store(dataset, INSTANCES_FILE),
+        "instances_index": paths.store(dataset, INDEX_FILE),
+        "instances_meta": paths.store(dataset, META_FILE),
+    }
+
+
+def instance_outputs(dataset):
+    """The instance store as extra outputs of a prepare rule, when an instance experiment needs it."""
+    return instance_store(dataset) if dataset in INSTANCE_DATASETS else {}
 
 
 wildcard_constraints:
@@ -158,9 +176,16 @@ def mask_quality_figures():
     return sorted(paths.mask_quality_figure(d, s) for d, s in pairs)
 
 
-def own_of_kind(kind):
-    """Wildcard pattern of the own datasets of one kind (datasets.<name>.kind)."""
-    return "|".join(re.escape(n) for n, e in OWN_DATASETS.items() if e["kind"] == kind) or f"NO_{kind.upper()}"
+def own_of_kind(kind, instances=None):
+    """Wildcard pattern of the own datasets of one kind (datasets.<name>.kind); ``instances``
+    True/False: only those that do / do not also get an instance store."""
+    names = [
+        n
+        for n, e in OWN_DATASETS.items()
+        if e["kind"] == kind and (instances is None or (n in INSTANCE_DATASETS) == instances)
+    ]
+    suffix = "" if instances is None else ("_INSTANCES" if instances else "_SEMANTIC")
+    return "|".join(re.escape(n) for n in names) or f"NO_{kind.upper()}{suffix}"
 
 
 def store_size(wildcards):

@@ -171,6 +171,7 @@ if "modanet" in SOURCES:
         input:
             **SOURCES["modanet"].inputs,
         output:
+            **instance_outputs("modanet"),
             manifest=paths.store("modanet", "manifest.tsv"),
             quarantine=paths.store("modanet", "quarantine.tsv"),
             classes=paths.store("modanet", "classes.json"),
@@ -187,6 +188,7 @@ if "modanet" in SOURCES:
             store_size=DATASET_CONFIG["modanet"]["store_size"],
             fit=DATASET_CONFIG["modanet"]["fit"],
             split=DATASET_CONFIG["modanet"]["split"],
+            instances="modanet" in INSTANCE_DATASETS,
         script:
             "../scripts/prepare_modanet.py"
 
@@ -197,6 +199,7 @@ if "fashionpedia" in SOURCES:
         input:
             **SOURCES["fashionpedia"].inputs,
         output:
+            **instance_outputs("fashionpedia"),
             manifest=paths.store("fashionpedia", "manifest.tsv"),
             quarantine=paths.store("fashionpedia", "quarantine.tsv"),
             classes=paths.store("fashionpedia", "classes.json"),
@@ -214,6 +217,7 @@ if "fashionpedia" in SOURCES:
             fit=DATASET_CONFIG["fashionpedia"]["fit"],
             classes=DATASET_CONFIG["fashionpedia"]["classes"],
             split=DATASET_CONFIG["fashionpedia"]["split"],
+            instances="fashionpedia" in INSTANCE_DATASETS,
         script:
             "../scripts/prepare_fashionpedia.py"
 
@@ -257,14 +261,30 @@ rule prepare_coco:
     benchmark:
         "results/benchmarks/prepare_{dataset}.tsv"
     wildcard_constraints:
-        dataset=own_of_kind("coco"),
+        dataset=own_of_kind("coco", instances=False),
     conda:
         CONDA_ENV
     threads: PREPARE_THREADS
     params:
         settings=lambda wildcards: DATASET_CONFIG[wildcards.dataset],
+        instances=False,
     script:
         "../scripts/prepare_coco.py"
+
+
+use rule prepare_coco as prepare_coco_instances with:
+    output:
+        **instance_store("{dataset}"),
+        manifest=paths.store("{dataset}", "manifest.tsv"),
+        quarantine=paths.store("{dataset}", "quarantine.tsv"),
+        classes=paths.store("{dataset}", "classes.json"),
+        images=paths.store("{dataset}", "images.npy"),
+        classmaps=paths.store("{dataset}", "classmaps.npy"),
+    wildcard_constraints:
+        dataset=own_of_kind("coco", instances=True),
+    params:
+        settings=lambda wildcards: DATASET_CONFIG[wildcards.dataset],
+        instances=True,
 
 
 rule prepare_truth:

@@ -7,4 +7,4 @@ with log_to(snakemake.log[0]):
     ds = snakemake.params.settings
     prepare_coco(snakemake.wildcards.dataset, Path(ds["annotations"]), Path(ds["images"]),
                  Path(snakemake.output.manifest).parent, tuple(ds["store_size"]), ds["split"], ds["categories"],
-                 workers=snakemake.threads, fit=ds["fit"])
+                 workers=snakemake.threads, fit=ds["fit"], instances=snakemake.params.instances)

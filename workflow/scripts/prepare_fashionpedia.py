@@ -12,4 +12,4 @@ with log_to(snakemake.log[0]):
     split = snakemake.params.split
     prepare_fashionpedia(paths, Path(snakemake.output.manifest).parent, tuple(snakemake.params.store_size),
                          snakemake.params.classes, split["val_fraction"], split["seed"], workers=snakemake.threads,
-                         fit=snakemake.params.fit)
+                         fit=snakemake.params.fit, instances=snakemake.params.instances)

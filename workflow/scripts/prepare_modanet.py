@@ -10,4 +10,4 @@ with log_to(snakemake.log[0]):
     images = Path(snakemake.input.images).parent  # %07d.jpg taken out of photos.lmdb by extract_modanet_images
     prepare_modanet(snakemake.input.annotations, images, Path(snakemake.output.manifest).parent,
                     tuple(snakemake.params.store_size), split["val_fraction"], split["test_fraction"], split["seed"],
-                    workers=snakemake.threads, fit=snakemake.params.fit)
+                    workers=snakemake.threads, fit=snakemake.params.fit, instances=snakemake.params.instances)

@@ -343,9 +343,15 @@ def segmentation_job(
     class_of,
     store_size: tuple[int, int],
     fit: str,
+    instance_rows: Callable | None = None,
 ) -> tuple[dict | None, dict | str]:
     """One prepare job of a COCO-style store: ``(rows, manifest row)``, or ``(None, reason)`` to quarantine.
-    ``read`` fetches the image bytes (None: absent, reported as ``missing``)."""
+    ``read`` fetches the image bytes (None: absent, reported as ``missing``).
+
+    ``instance_rows`` (``datasets.instances.instance_rows``): the instance store is written too, so
+    the image is quarantined when either path refuses it (the two stores' rows stay aligned);
+    ``rows["instances"]`` then holds ``(instances, drop counts)``.
+    """
     try:
         payload = read()
         if payload is None:
@@ -355,6 +361,15 @@ def segmentation_job(
         )
     except DataError as err:
         return None, str(err)
+    if instance_rows is not None:
+        try:
+            _, instances, drops, _ = instance_rows(payload, item["width"], item["height"], item["annotations"],
+                                                   class_of, store_size, fit)  # fmt: skip
+        except DataError as err:
+            return None, f"instance store: {err}"
+        rows["instances"] = (instances, drops)
+        dropped = [f"{n} instance(s) {r}" for r, n in sorted(drops.items())]
+        note = ";".join(x for x in [note, *dropped] if x)
     return rows, {
         "id": row_id,
         "source": item["source"],
@@ -445,11 +460,14 @@ def write_segmentation_store(
     workers: int,
     dataset: str,
     required_splits=(),
+    instance_writer=None,
 ) -> dict:
     """Run `work(ctx, item)` over items (in parallel, in order) and write manifest + store.
 
     `work` returns `(rows, manifest_fields)` or `(None, reason)` for a quarantined item. Every split
     an item was assigned to, and every one in `required_splits`, must keep at least one row.
+    `instance_writer` (a `datasets.instances.InstanceStoreWriter`): gets `rows["instances"]` of every
+    kept row, in store order.
     """
     out_dir = Path(out_dir)
     height, width = store_size
@@ -462,14 +480,21 @@ def write_segmentation_store(
             if rows is None:
                 quarantine.append({"source": item["source"], "reason": info, "split": item["split"]})
                 continue
+            instances = rows.pop("instances", None)
             writer.put(slot, **rows)
+            if instance_writer is not None:
+                instance_writer.put(info["id"], *instances)
             manifest_rows.append(info)
     except BaseException:
         writer.abort()
+        if instance_writer is not None:
+            instance_writer.abort()
         raise
     count = writer.finish()
     manifest = write_store_tables(out_dir, manifest_rows, quarantine, "segmentation", classes)
     summary = {"images": count, "quarantined": len(quarantine), "splits": split_counts(manifest)}
+    if instance_writer is not None:  # per-instance drops (counted by reason) are in its meta file
+        summary["instances"] = instance_writer.finish()
     log.info("%s prepared: %s", dataset, summary)
     if count == 0:
         raise DataError(f"{dataset}: no usable labelled image; see {out_dir / 'quarantine.tsv'}")

@@ -22,6 +22,7 @@ from .coco import (
     split_ids,
     write_segmentation_store,
 )
+from .instances import InstanceStoreWriter, instance_rows
 
 MAX_CLASSES = 255  # class maps are uint8 with 0 = background
 
@@ -55,9 +56,11 @@ def choose_categories(name: str, coco: dict, wanted: list | None) -> list[tuple[
 
 
 class _Context:
-    def __init__(self, images: str, store_size: tuple[int, int], class_of: ClassMapping, fit: str):
+    def __init__(self, images: str, store_size: tuple[int, int], class_of: ClassMapping, fit: str,
+                 instances: bool = False):
         self.reader = image_reader(images, "")
         self.store_size, self.class_of, self.fit = store_size, class_of, fit
+        self.instance_rows = instance_rows if instances else None
 
     def close(self) -> None:
         self.reader.close()
@@ -65,12 +68,14 @@ class _Context:
 
 def _work(ctx: _Context, item: dict):
     return segmentation_job(lambda: ctx.reader.read(item["source"]), f"{item['source']} not found in {ctx.reader.path}",
-                            item, item["id"], ctx.class_of, ctx.store_size, ctx.fit)
+                            item, item["id"], ctx.class_of, ctx.store_size, ctx.fit, ctx.instance_rows)
 
 
 def prepare_coco(name: str, annotations: Path, images: Path, out_dir: Path, store_size: tuple[int, int],
-                 split: dict, categories: list | None = None, workers: int = 1, fit: str = "cover") -> dict:
-    """Write manifest.tsv, quarantine.tsv, classes.json, images.npy and classmaps.npy into out_dir."""
+                 split: dict, categories: list | None = None, workers: int = 1, fit: str = "cover",
+                 instances: bool = False) -> dict:
+    """Write manifest.tsv, quarantine.tsv, classes.json, images.npy and classmaps.npy into out_dir
+    (with ``instances``, the instance store too: ``datasets.instances``)."""
     if not Path(images).exists():
         raise DataError(f"datasets.{name}.images: {images} not found (a folder or .zip of the annotated images)")
     coco = load_annotations(name, Path(annotations))
@@ -93,7 +98,8 @@ def prepare_coco(name: str, annotations: Path, images: Path, out_dir: Path, stor
     splits = split_ids([im["id"] for im, _ in labelled], split["val_fraction"], split["test_fraction"], split["seed"])
     items = [{"id": str(im["id"]), "source": str(im.get("file_name")), "width": im["width"], "height": im["height"],
               "annotations": anns, "split": splits[im["id"]]} for im, anns in labelled]
+    classes = ["background", *(n for _, n in chosen)]
     return write_segmentation_store(
-        out_dir, items, _work, functools.partial(_Context, str(images), tuple(store_size), mapping, fit),
-        ["background", *(n for _, n in chosen)], quarantine, store_size, workers, name,
-        required_splits=("train", "val", "test"))
+        out_dir, items, _work, functools.partial(_Context, str(images), tuple(store_size), mapping, fit, instances),
+        classes, quarantine, store_size, workers, name, required_splits=("train", "val", "test"),
+        instance_writer=InstanceStoreWriter(out_dir, store_size, classes) if instances else None)

@@ -31,6 +31,7 @@ from .coco import (
     split_ids,
     write_segmentation_store,
 )
+from .instances import InstanceStoreWriter, instance_rows
 
 log = logging.getLogger(__name__)
 
@@ -80,9 +81,10 @@ def load_annotations(path: Path, official: str) -> dict:
 
 class _Context:
     def __init__(self, sources: dict[str, tuple[str, str]], store_size: tuple[int, int], classes: str,
-                 fit: str = "cover"):
+                 fit: str = "cover", instances: bool = False):
         self.readers = {split: image_reader(path, folder) for split, (path, folder) in sources.items()}
         self.store_size, self.class_of, self.fit = store_size, class_mapping(classes), fit
+        self.instance_rows = instance_rows if instances else None
 
     def close(self) -> None:
         for reader in self.readers.values():
@@ -93,14 +95,16 @@ def _work(ctx: _Context, item: dict):
     reader = ctx.readers[item["official"]]
     return segmentation_job(lambda: reader.read(item["file_name"]),
                             f"{item['file_name']} not found in {reader.path} (folder {reader.folder}/)",
-                            item, item["id"], ctx.class_of, ctx.store_size, ctx.fit)
+                            item, item["id"], ctx.class_of, ctx.store_size, ctx.fit, ctx.instance_rows)
 
 
 def prepare_fashionpedia(paths: dict[str, str], out_dir: Path, store_size: tuple[int, int], classes: str = "garments",
-                         val_fraction: float = 0.1, seed: int = 0, workers: int = 1, fit: str = "cover") -> dict:
+                         val_fraction: float = 0.1, seed: int = 0, workers: int = 1, fit: str = "cover",
+                         instances: bool = False) -> dict:
     """`paths`: train_annotations, val_annotations, train_images, val_images (zip or folder).
 
-    Writes manifest.tsv, quarantine.tsv, classes.json, images.npy and classmaps.npy into out_dir.
+    Writes manifest.tsv, quarantine.tsv, classes.json, images.npy and classmaps.npy into out_dir
+    (with ``instances``, the instance store too: ``datasets.instances``).
     """
     names = class_names(classes)
     mapping = class_mapping(classes)
@@ -130,5 +134,6 @@ def prepare_fashionpedia(paths: dict[str, str], out_dir: Path, store_size: tuple
                    "annotations": anns, "split": split[int(im["id"])]}
                   for im, anns, source in labelled]
     return write_segmentation_store(
-        out_dir, items, _work, functools.partial(_Context, sources, tuple(store_size), classes, fit),
-        names, quarantine, store_size, workers, "Fashionpedia", required_splits=("train", "test"))
+        out_dir, items, _work, functools.partial(_Context, sources, tuple(store_size), classes, fit, instances),
+        names, quarantine, store_size, workers, "Fashionpedia", required_splits=("train", "test"),
+        instance_writer=InstanceStoreWriter(out_dir, store_size, names) if instances else None)

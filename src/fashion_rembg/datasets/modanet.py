@@ -29,6 +29,7 @@ from .coco import (
     split_ids,
     write_segmentation_store,
 )
+from .instances import InstanceStoreWriter, instance_rows
 
 log = logging.getLogger(__name__)
 
@@ -117,10 +118,11 @@ def extract_images(annotations: Path, lmdb_dir: Path, target: Path) -> dict:
 
 
 class _Context:
-    def __init__(self, source: str, store_size: tuple[int, int], fit: str = "cover"):
+    def __init__(self, source: str, store_size: tuple[int, int], fit: str = "cover", instances: bool = False):
         self.lmdb = (Path(source) / "data.mdb").is_file()
         self.reader = LmdbReader(source) if self.lmdb else FolderReader(source, "")
         self.store_size, self.fit = store_size, fit
+        self.instance_rows = instance_rows if instances else None
 
     def close(self) -> None:
         self.reader.close()
@@ -130,7 +132,7 @@ def _work(ctx: _Context, item: dict):
     image_id = item["image_id"]
     return segmentation_job(lambda: ctx.reader.read(image_id if ctx.lmdb else item["source"]),
                             f"id {image_id} missing from {item['missing_from']}", item, str(image_id), CLASS_OF,
-                            ctx.store_size, ctx.fit)
+                            ctx.store_size, ctx.fit, ctx.instance_rows)
 
 
 def image_source(images: Path) -> tuple[Path, str]:
@@ -145,8 +147,10 @@ def image_source(images: Path) -> tuple[Path, str]:
 
 
 def prepare_modanet(annotations: Path, images: Path, out_dir: Path, store_size: tuple[int, int],
-                    val_fraction: float, test_fraction: float, seed: int, workers: int = 1, fit: str = "cover") -> dict:
-    """Write manifest.tsv, quarantine.tsv, classes.json, images.npy and classmaps.npy into out_dir.
+                    val_fraction: float, test_fraction: float, seed: int, workers: int = 1, fit: str = "cover",
+                    instances: bool = False) -> dict:
+    """Write manifest.tsv, quarantine.tsv, classes.json, images.npy and classmaps.npy into out_dir
+    (with ``instances``, the instance store too: ``datasets.instances``).
 
     `images`: the photos.lmdb folder (or a folder above it), or the folder made by `extract_images`.
     """
@@ -164,6 +168,8 @@ def prepare_modanet(annotations: Path, images: Path, out_dir: Path, store_size: 
               "height": int(im["height"]), "annotations": by_image[int(im["id"])], "split": splits[int(im["id"])],
               "missing_from": missing_from}
              for im in labelled]
+    classes = ["background", *CATEGORIES]
     return write_segmentation_store(
-        out_dir, items, _work, functools.partial(_Context, str(source), tuple(store_size), fit),
-        ["background", *CATEGORIES], quarantine, store_size, workers, "ModaNet")
+        out_dir, items, _work, functools.partial(_Context, str(source), tuple(store_size), fit, instances),
+        classes, quarantine, store_size, workers, "ModaNet",
+        instance_writer=InstanceStoreWriter(out_dir, store_size, classes) if instances else None)

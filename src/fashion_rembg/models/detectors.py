@@ -21,21 +21,15 @@ import math
 from pathlib import Path
 
 from ..errors import ConfigError, PipelineError
-from .weights import TORCHVISION_BASE_URL, load_imagenet_state_dict
+from .names import INSTANCE_BACKBONES
+from .weights import COCO_WEIGHT_FILES, TORCHVISION_BASE_URL, load_imagenet_state_dict
 
 __all__ = ["COCO_WEIGHT_FILES", "INSTANCE_ARCHS", "anchor_sizes", "build_instance_model", "coco_weights_file",
            "coco_weights_provenance", "load_coco_state_dict", "model_settings"]
 
 # arch → ResNet depth of its backbone.
-INSTANCE_ARCHS: dict[str, str] = {
-    "maskrcnn_resnet50_fpn_v2": "resnet50",
-    "maskrcnn_resnet18_fpn": "resnet18",
-    "maskrcnn_resnet34_fpn": "resnet34",
-}
+INSTANCE_ARCHS: dict[str, str] = INSTANCE_BACKBONES
 INITS = ("scratch", "imagenet", "coco")
-# arch → file name of torchvision's COCO weights (MaskRCNN_ResNet50_FPN_V2_Weights.DEFAULT, torchvision 0.29);
-# static so the workflow can name the file without importing torch (a test checks it against the enum).
-COCO_WEIGHT_FILES: dict[str, str] = {"maskrcnn_resnet50_fpn_v2": "maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth"}
 # State-dict prefixes of the class-specific predictors, re-initialised for the dataset's classes.
 PREDICTOR_PREFIXES = ("roi_heads.box_predictor.", "roi_heads.mask_predictor.mask_fcn_logits.")
 

@@ -35,3 +35,10 @@ SEGMENTATION_ENCODERS = (
     "timm-tf_efficientnet_lite2", "timm-tf_efficientnet_lite3", "timm-tf_efficientnet_lite4", "vgg11",
     "vgg11_bn", "vgg13", "vgg13_bn", "vgg16", "vgg16_bn", "vgg19", "vgg19_bn", "xception",
 )  # fmt: skip
+
+# Mask R-CNN arch → the torchvision ResNet under its FPN (models/detectors.py builds them).
+INSTANCE_BACKBONES = {
+    "maskrcnn_resnet18_fpn": "resnet18",
+    "maskrcnn_resnet34_fpn": "resnet34",
+    "maskrcnn_resnet50_fpn_v2": "resnet50",
+}

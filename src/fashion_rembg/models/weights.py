@@ -12,8 +12,13 @@ from pathlib import Path
 
 from ..atomic import save_torch
 from ..errors import ConfigError, PipelineError
+from .names import INSTANCE_BACKBONES
 
 TORCHVISION_BASE_URL = "https://download.pytorch.org/models/"
+# Mask R-CNN arch → file name of torchvision's COCO weights (MaskRCNN_ResNet50_FPN_V2_Weights.DEFAULT,
+# torchvision 0.29); static so the workflow can name the file without importing torch (a test checks
+# it against the enum).
+COCO_WEIGHT_FILES: dict[str, str] = {"maskrcnn_resnet50_fpn_v2": "maskrcnn_resnet50_fpn_v2_coco-73cbd019.pth"}
 # arch → file name of its DEFAULT ImageNet weights (torchvision 0.29).
 WEIGHT_FILES: dict[str, str] = {
     "alexnet": "alexnet-owt-7be5be79.pth",
@@ -109,9 +114,7 @@ def torchvision_arch(exp: dict) -> str:
     if exp.get("task") == "segmentation":
         return exp["encoder"]
     if exp.get("task") == "instance":  # the ResNet under the FPN
-        from .detectors import INSTANCE_ARCHS  # here: detectors imports this module
-
-        return INSTANCE_ARCHS[exp["arch"]]
+        return INSTANCE_BACKBONES[exp["arch"]]
     arch = exp["arch"]
     if arch.startswith("vgg") and not arch.endswith("_bn") and exp.get("batch_norm"):
         return f"{arch}_bn"
@@ -202,7 +205,7 @@ def fetch_weights(arch: str, path: str | Path) -> Path:
     import torch
 
     path = Path(path)
-    url = weights_url(arch)
+    url = weights_url(arch) or (TORCHVISION_BASE_URL + COCO_WEIGHT_FILES[arch] if arch in COCO_WEIGHT_FILES else None)
     if url is None:
         raise PipelineError(f"{arch!r} has no torchvision ImageNet weights; use init: scratch")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -224,7 +227,25 @@ def arch_for_file(name: str) -> str:
     raise PipelineError(f"{name} is not a torchvision ImageNet weights file name known to fashion_rembg.models.weights")
 
 
+def write_standin_coco_weights(arch: str, path: str | Path, seed: int = 0) -> Path:
+    """Demo/test stand-in for torchvision's COCO Mask R-CNN file: a seeded random init of the same
+    model (91 COCO classes) in its state-dict format; no COCO features."""
+    import torch
+    import torchvision
+
+    torch.manual_seed(seed)
+    model = getattr(torchvision.models.detection, arch)(weights=None, weights_backbone=None)
+    path = Path(path)
+    save_torch(path, model.state_dict())
+    return path
+
+
 def provide_weights(path: str | Path, *, standin: bool) -> Path:
-    """Rule entry point: write the demo stand-in or fetch the real file for ``path``'s name."""
-    arch = arch_for_file(Path(path).name)
+    """Rule entry point: write the demo stand-in or fetch the real file for ``path``'s name
+    (ImageNet weights of a torchvision model, or COCO Mask R-CNN weights)."""
+    name = Path(path).name
+    coco_arch = next((arch for arch, file in COCO_WEIGHT_FILES.items() if file == name), None)
+    if coco_arch is not None:
+        return write_standin_coco_weights(coco_arch, path) if standin else fetch_weights(coco_arch, path)
+    arch = arch_for_file(name)
     return write_standin_weights(arch, path) if standin else fetch_weights(arch, path)
