@@ -22,6 +22,7 @@ include: "workflow/rules/weights.smk"
 include: "workflow/rules/saliency.smk"
 include: "workflow/rules/classify.smk"
 include: "workflow/rules/segment.smk"
+include: "workflow/rules/instance.smk"
 include: "workflow/rules/report.smk"
 
 

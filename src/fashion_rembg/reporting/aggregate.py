@@ -32,6 +32,7 @@ from fashion_rembg.reporting.labels import (
     task_rank,
 )
 from fashion_rembg.reporting.loading import (
+    CI_METRIC,
     CROSS_TEST_FIELDS,
     KNOWN_METRICS,
     PRIMARY_METRIC,
@@ -43,7 +44,7 @@ from fashion_rembg.reporting.loading import (
 
 CI_LEVEL = 0.95
 # Statistic of the per-image scores whose difference the CI and p-value are about (= the primary metric).
-STATISTIC = {"classification": st.mean_statistic, "segmentation": st.miou_statistic}
+STATISTIC = {"classification": st.mean_statistic, "segmentation": st.miou_statistic, "instance": st.mean_statistic}
 
 
 def _aligned(runs: list[RunScores], where: str) -> tuple[list[np.ndarray], np.ndarray | None]:
@@ -176,6 +177,9 @@ def summarize(runs: pd.DataFrame, condition_fields: Sequence[str] = CONDITION_FI
         else:
             rec["delta_std"] = math.sqrt(rec[f"{m}_std"] ** 2 + base[f"{m}_std"] ** 2)
         rec["paired"] = paired
+        ci_metric = CI_METRIC.get(rec["task"])
+        if ci_metric is not None and f"{ci_metric}_mean" in rec:
+            rec["ci_delta"] = rec[f"{ci_metric}_mean"] - base[f"{ci_metric}_mean"]
 
     for rec in records:
         rec["ci_low"] = rec["ci_high"] = rec["p_value"] = math.nan
@@ -217,9 +221,9 @@ def summarize(runs: pd.DataFrame, condition_fields: Sequence[str] = CONDITION_FI
     columns = (
         ordered_fields + ["config_label", "variant", "sod", "fill", "condition", "id",
                           "n_seeds", "seeds", "primary_metric"]
-        + stat_cols + ["delta", "delta_std", "paired", "ci_low", "ci_high", "p_value", "p_holm", "health",
-                       "health_detail"]
-    )
+        + stat_cols + ["delta", "delta_std"] + (["ci_delta"] if "ci_delta" in summary else [])
+        + ["paired", "ci_low", "ci_high", "p_value", "p_holm", "health", "health_detail"]
+    )  # ci_delta: only with a CI_METRIC task, so other summaries keep their columns
     summary = summary[columns]
     summary.attrs["metric_columns"] = list(metric_cols)
     summary.attrs["config_fields"] = list(ordered_fields)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-TASK_ORDER = ["classification", "segmentation"]
+TASK_ORDER = ["classification", "segmentation", "instance"]
 VARIANT_ORDER = ["original", "rembg", "oracle"]
 # Experiment fields that describe the condition rather than the configuration.
 CONDITION_FIELDS = ("id", "variant", "sod", "fill")

@@ -24,11 +24,16 @@ from fashion_rembg.reporting.labels import STANDIN_INIT, TASK_ORDER, is_number
 log = logging.getLogger(__name__)
 
 # Primary metric per task: the one the study compares between variants.
-PRIMARY_METRIC = {"classification": "top1", "segmentation": "miou"}
+PRIMARY_METRIC = {"classification": "top1", "segmentation": "miou", "instance": "segm_ap"}
+# Tasks whose primary metric does not decompose over images (COCO AP ranks detections over the whole
+# test set): their CI and p are about Δ of this per-image metric's mean instead (summary ``ci_delta``),
+# and Δ of the primary metric is a point estimate only.
+CI_METRIC = {"instance": "mean_segm_quality"}
 # Known scalar metrics, in display order; other scalar metrics follow alphabetically.
 KNOWN_METRICS = {
     "classification": ["top1", "top5", "macro_f1"],
     "segmentation": ["miou", "pixel_accuracy"],
+    "instance": ["segm_ap", "segm_ap50", "segm_ap75", "bbox_ap", "mean_segm_quality"],
 }
 REQUIRED_EXPERIMENT_KEYS = ("id", "task", "dataset", "arch", "variant")
 # Quality JSON keys: required ones first, then optional baselines.
@@ -207,9 +212,9 @@ class RunScores:
     """Per-test-image scores of one run on its own condition (predictions.npz)."""
 
     ids: np.ndarray  # (N,) test image ids
-    scores: np.ndarray  # (N,) 0/1 correctness, or (N, C, C) per-image pixel confusion matrices
+    scores: np.ndarray  # (N,) 0/1 correctness or segm quality, or (N, C, C) per-image pixel confusion matrices
     strata: np.ndarray | None  # (N,) true class (classification), the bootstrap strata
-    n_predicted_classes: int
+    n_predicted_classes: int | None  # None: not checked (instance runs)
 
 
 @dataclass
@@ -243,6 +248,10 @@ def load_run_scores(predictions: Path | str, task: str) -> RunScores | None:
             raise ValueError(f"{path}: predictions.npz lacks 'labels' or 'logits_{key}' (see docs/CONTRACTS.md)")
         predicted, labels = data[f"logits_{key}"].argmax(axis=1), data["labels"].astype(np.int64)
         return RunScores(ids, (predicted == labels).astype(np.float64), labels, int(np.unique(predicted).size))
+    if task == "instance":  # per-image segm quality at IoU 0.5 (coco_eval.per_image_quality)
+        if f"quality_{key}" not in data:
+            raise ValueError(f"{path}: predictions.npz lacks 'quality_{key}' (see docs/CONTRACTS.md)")
+        return RunScores(ids, data[f"quality_{key}"].astype(np.float64), None, None)
     if f"confusion_{key}" not in data:
         log.warning("%s: no per-image confusion matrices (written by an older evaluation job): no CI or p-value "
                     "for this run; re-run its evaluation job to get them", path)  # fmt: skip

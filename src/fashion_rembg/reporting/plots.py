@@ -34,7 +34,7 @@ ORIGINAL_COLOR = "#0072B2"
 CONDITION_COLORS = ["#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
 LINESTYLES = ["-", "--", ":", "-."]
 METRIC_AXIS_LABEL = {"top1": "top-1 accuracy", "miou": "mIoU"}
-VAL_SCORE_LABEL = {"classification": "val accuracy", "segmentation": "val mIoU"}
+VAL_SCORE_LABEL = {"classification": "val accuracy", "segmentation": "val mIoU", "instance": "val segm AP"}
 
 
 def _wrap(label: str, width: int) -> str:
