@@ -7,6 +7,7 @@ from snakemake.utils import validate
 
 from fashion_rembg.choices import BUILTIN_DATASETS, FILLS, ORACLE_SOD, TASKS as ALL_TASKS
 from fashion_rembg.config import (
+    condition_key,
     control_runs,
     evaluation_conditions,
     experiment_runs,
@@ -212,6 +213,34 @@ def all_runs(filename):
     return [path for task in TASKS for path in task_runs(task, filename)]
 
 
+def instance_example_pair():
+    """The runs the instance example grid shows: the first instance configuration trained on both
+    original and rembg images, same seed, as (original exp, rembg exp, seed); None without one."""
+    runs = [(EXPERIMENTS[e], seed) for t, e, seed in RUNS if t == "instance"]
+
+    def setting(exp):
+        return {k: v for k, v in exp.items() if k not in ("id", "variant", "sod", "fill")}
+
+    for exp, seed in runs:
+        if exp["variant"] != "original":
+            continue
+        for other, other_seed in runs:
+            if other["variant"] == "rembg" and other_seed == seed and setting(other) == setting(exp):
+                return exp, other, seed
+    return None
+
+
+def instance_example_inputs():
+    """Inputs of figure_instance_examples: store images, the rembg composite, both runs' COCO folders."""
+    original, rembg, seed = instance_example_pair()
+    return {
+        "images": paths.store(original["dataset"], "images.npy"),
+        "composites": condition_images(rembg["dataset"], rembg),
+        "original_coco": paths.run_file("instance", original["id"], seed, "coco"),
+        "rembg_coco": paths.run_file("instance", rembg["id"], seed, "coco"),
+    }
+
+
 def quality_keys():
     """(dataset, mask set) of every mask-quality file: datasets in use whose true masks are known."""
     return [(d, SALIENCY["model"]) for d in MASK_DATASETS if DATASET_CONFIG.get(d, {}).get("truth")]
@@ -261,4 +290,8 @@ def final_outputs():
         paths.figure("cross_condition.png"),
         paths.table("quarantine.md"),
     ]
+    if "instance" in TASKS:
+        outputs.append(paths.figure("instance_per_class_ap.png"))
+    if instance_example_pair():
+        outputs.append(paths.figure("instance_examples.png"))
     return outputs + quality_files() + mask_quality_figures() + CONTROL_OUTPUTS

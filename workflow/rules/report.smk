@@ -126,6 +126,54 @@ rule figure_examples:
         "../scripts/figure_examples.py"
 
 
+rule figure_per_class_ap:
+    """Instance segmentation: per-class Δ segm AP (which garments gain, which lose)."""
+    input:
+        metrics=task_runs("instance", "metrics.json"),
+    output:
+        report(
+            paths.figure("instance_per_class_ap.png"),
+            caption="../report/per_class_ap.rst",
+            category="Figures",
+            labels={"figure": "per-class segm AP deltas"},
+        ),
+    log:
+        "results/logs/figure_per_class_ap.log",
+    conda:
+        CONDA_ENV
+    script:
+        "../scripts/figure_per_class_ap.py"
+
+
+if instance_example_pair():
+
+    rule figure_instance_examples:
+        """Predicted instance masks of the original- and the rembg-trained model on test images."""
+        input:
+            **instance_example_inputs(),
+        output:
+            report(
+                paths.figure("instance_examples.png"),
+                caption="../report/instance_examples.rst",
+                category="Figures",
+                labels={"figure": "instance segmentation examples"},
+            ),
+        log:
+            "results/logs/figure_instance_examples.log",
+        conda:
+            CONDA_ENV
+        params:
+            rows=config["report"]["examples"],
+            original_key=condition_key("original"),
+            rembg_key=condition_key(
+                instance_example_pair()[1]["variant"],
+                instance_example_pair()[1]["sod"],
+                instance_example_pair()[1]["fill"],
+            ),
+        script:
+            "../scripts/figure_instance_examples.py"
+
+
 rule control_table:
     """Known-answer controls: each control's Δ with CI and p, and its verdict against the knobs."""
     input:

@@ -8,6 +8,7 @@ Everything here is deterministic: rows are sorted, so the same inputs (in any or
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -40,6 +41,7 @@ from fashion_rembg.reporting.loading import (
     RunScores,
     load_experiment,
     read_history,
+    read_json,
 )
 
 CI_LEVEL = 0.95
@@ -396,3 +398,43 @@ def learning_curve_data(history_files: Mapping[str, Path | str]) -> pd.DataFrame
         ),
     )
     return data.iloc[order].reset_index(drop=True)
+
+
+def per_class_ap_deltas(metric_files: Sequence[Path | str], iou_type: str = "segm") -> pd.DataFrame:
+    """Which garments gain and which lose: per-class COCO AP of every instance run (metrics.json
+    ``per_class_<iou_type>_ap``), mean over seeds, Δ = condition − original of the same configuration.
+
+    One row per (configuration, condition, class): ``task``, ``config`` (JSON), ``config_label``,
+    ``condition``, ``class``, ``ap_original``, ``ap``, ``delta``, ``n_seeds``. Classes COCOeval could not score (no test
+    instance: null) are left out.
+    """
+    rows = []
+    for f in metric_files:
+        document = read_json(Path(f), "metrics")
+        exp = document["experiment"]
+        if exp.get("task") != "instance":
+            continue
+        per_class = (document.get("metrics") or {}).get(f"per_class_{iou_type}_ap") or {}
+        config = json.dumps({k: v for k, v in exp.items() if k not in CONDITION_FIELDS and k != "seed"},
+                            sort_keys=True, default=str)  # fmt: skip
+        condition = condition_label(exp["variant"], exp.get("sod"), exp.get("fill"))
+        for name, ap in per_class.items():
+            if is_present(ap):
+                rows.append({"config": config, "config_label": f"{exp['dataset']} {exp['arch']} {exp['init']}",
+                             "variant": exp["variant"], "condition": condition, "class": name, "ap": float(ap)})
+    columns = ["task", "config", "config_label", "condition", "class", "ap_original", "ap", "delta", "n_seeds"]
+    if not rows:
+        return pd.DataFrame(columns=columns)
+    runs = pd.DataFrame(rows)
+    means = runs.groupby(["config", "config_label", "variant", "condition", "class"], sort=True)["ap"]
+    means = means.agg(["mean", "size"])
+    means = means.reset_index()
+    original = means[means["variant"] == "original"].set_index(["config", "class"])["mean"]
+    out = means[means["variant"] != "original"].copy()
+    keys = list(zip(out["config"], out["class"]))
+    out["ap_original"] = [original.get(k, math.nan) for k in keys]
+    out = out.rename(columns={"mean": "ap", "size": "n_seeds"})
+    out["delta"] = out["ap"] - out["ap_original"]
+    out["task"] = "instance"
+    out = out[out["delta"].notna()].sort_values(["config", "condition", "delta", "class"], kind="mergesort")
+    return out[columns].reset_index(drop=True)

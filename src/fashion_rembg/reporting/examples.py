@@ -123,3 +123,87 @@ def plot_example_grid(
                             bbox={"boxstyle": "round,pad=0.2", "facecolor": "#0072B2",
                                   "edgecolor": "none", "alpha": 0.85})
         return save_png(fig, out_png, dpi)
+
+
+# --------------------------------------------------------------------- instance segmentation
+
+SCORE_THRESHOLD = 0.5  # detections drawn: the same threshold as the per-image segm quality
+
+
+def _class_colour(category: int) -> np.ndarray:
+    from matplotlib import colormaps
+
+    return np.asarray(colormaps["tab20"](int(category) % 20)[:3]) * 255
+
+
+def instance_overlay(image: np.ndarray, annotations: list[dict], alpha: float = 0.55) -> np.ndarray:
+    """``image`` (H, W, 3) uint8 with each COCO annotation/result mask (RLE ``segmentation``) painted
+    in its class colour, largest first so small garments stay visible."""
+    from pycocotools import mask as mask_utils
+
+    out = image.astype(np.float64)
+    decoded = [(mask_utils.decode({"size": a["segmentation"]["size"], "counts": a["segmentation"]["counts"]
+                                   .encode()}).astype(bool), a["category_id"]) for a in annotations]  # fmt: skip
+    for mask, category in sorted(decoded, key=lambda d: -int(d[0].sum())):
+        out[mask] = (1 - alpha) * out[mask] + alpha * _class_colour(category)
+    return np.clip(np.round(out), 0, 255).astype(np.uint8)
+
+
+def _by_image(annotations: list[dict], threshold: float | None) -> dict[int, list[dict]]:
+    out: dict[int, list[dict]] = {}
+    for a in annotations:
+        if threshold is None or a.get("score", 1.0) >= threshold:
+            out.setdefault(int(a["image_id"]), []).append(a)
+    return out
+
+
+def plot_instance_examples(images: np.ndarray, composites: np.ndarray, ground_truth: dict,
+                           original_results: list[dict], rembg_results: list[dict], out_png: Path | str,
+                           n: int = 6, seed: int = 0, dpi: int = GRID_DPI) -> Path:  # fmt: skip
+    """Rows = ``n`` test images (store rows = COCO image ids) drawn with ``seed``; columns = true
+    instances | the original-trained model on the original image | the rembg-trained model on its
+    rembg image (detections with score ≥ 0.5, one colour per class)."""
+    ids = sorted(int(im["id"]) for im in ground_truth["images"])
+    if not ids:
+        raise ValueError("plot_instance_examples: the ground truth has no images")
+    rng = np.random.default_rng(seed)
+    rows = ids if len(ids) <= n else sorted(rng.choice(ids, size=n, replace=False).tolist())
+    truth = _by_image(ground_truth["annotations"], None)
+    original, rembg = _by_image(original_results, SCORE_THRESHOLD), _by_image(rembg_results, SCORE_THRESHOLD)
+    columns = [("true instances", lambda r: instance_overlay(np.asarray(images[r]), truth.get(r, []))),
+               ("original: predicted", lambda r: instance_overlay(np.asarray(images[r]), original.get(r, []))),
+               ("rembg: predicted", lambda r: instance_overlay(np.asarray(composites[r]), rembg.get(r, [])))]
+    height, width = np.shape(images)[1:3]
+    fw, fh = example_grid_figsize(len(rows), len(columns), height, width, dpi)
+    cell_h = GRID_CELL_IN * height / width
+    with report_style():
+        fig = Figure(figsize=(fw, fh))
+        for i, row in enumerate(rows):
+            for j, (title, draw) in enumerate(columns):
+                x0, y0 = (GRID_LEFT_IN + j * GRID_CELL_IN) / fw, (fh - GRID_HEADER_IN - (i + 1) * cell_h) / fh
+                pw, ph = GRID_CELL_IN / fw, cell_h / fh
+                ax = fig.add_axes((x0 + pw * _GRID_PAD, y0 + ph * _GRID_PAD,
+                                   pw * (1 - 2 * _GRID_PAD), ph * (1 - 2 * _GRID_PAD)))  # fmt: skip
+                ax.imshow(draw(row), interpolation="antialiased")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                ax.grid(False)
+                if i == 0:
+                    ax.set_title(title, fontsize=10, pad=4)
+                if j == 0:
+                    ax.set_ylabel(f"#{row}", fontsize=8, labelpad=2)
+        return save_png(fig, out_png, dpi)
+
+
+def plot_instance_examples_from_files(images: Path | str, composites: Path | str, original_coco: Path | str,
+                                      rembg_coco: Path | str, out_png: Path | str, n: int = 6) -> Path:  # fmt: skip
+    """:func:`plot_instance_examples` from the store arrays and two runs' COCO folders
+    (``<run>/coco/<condition>/``: ground_truth.json, results_segm.json)."""
+    import json
+
+    def read(folder, name):
+        return json.loads((Path(folder) / name).read_text())
+
+    return plot_instance_examples(np.load(images, mmap_mode="r"), np.load(composites, mmap_mode="r"),
+                                  read(original_coco, "ground_truth.json"), read(original_coco, "results_segm.json"),
+                                  read(rembg_coco, "results_segm.json"), out_png, n=n)  # fmt: skip

@@ -46,7 +46,9 @@ def assess_run(task: str, history: pd.DataFrame | None, n_classes: int | None,
         reasons.append(f"collapsed: one predicted class for every test {unit}")
     if history is None or history.empty:
         return reasons
-    losses = history[[c for c in ("train_loss", "val_loss") if c in history]].to_numpy(dtype=float)
+    # A column that is NaN in every epoch was not computed (Mask R-CNN has no val loss in eval mode).
+    losses = history[[c for c in ("train_loss", "val_loss") if c in history and history[c].notna().any()]]
+    losses = losses.to_numpy(dtype=float)
     val = history["val_score"].to_numpy(dtype=float) if "val_score" in history else np.array([])
     if task == "classification" and n_classes and val.size and not reasons:
         chance = 1.0 / n_classes

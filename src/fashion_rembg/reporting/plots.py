@@ -403,3 +403,32 @@ def figure_dose_response(controls_csv: Path | str, out_png: Path | str) -> Path:
         ax.legend(loc="best", fontsize=7)
         fig.tight_layout()
         return save_png(fig, out_png, DPI)
+
+
+# --------------------------------------------------------------------- per-class AP
+
+
+def plot_per_class_ap(deltas: pd.DataFrame, out_png: Path | str, dpi: int = DPI) -> Path:
+    """Per-class Δ segm AP (condition − original, mean over seeds; ``aggregate.per_class_ap_deltas``):
+    one panel per (configuration, condition), garments sorted from most lost to most gained."""
+    panels = list(dict.fromkeys(zip(deltas["config"], deltas["config_label"], deltas["condition"])))
+    n_classes = max([int((deltas["config"] == c).sum()) for c, _, _ in panels] or [1])
+    with report_style():
+        fig = Figure(figsize=(snap_inches(4.2 * max(len(panels), 1), dpi), snap_inches(1.2 + 0.22 * n_classes, dpi)),
+                     layout="constrained")
+        if not panels:
+            ax = fig.add_subplot(1, 1, 1)
+            ax.text(0.5, 0.5, "no per-class AP to compare (no original/condition pair of instance runs)",
+                    ha="center", va="center", fontsize=8)  # fmt: skip
+            ax.set_axis_off()
+        for k, (config, config_label, condition) in enumerate(panels):
+            ax = fig.add_subplot(1, len(panels), k + 1)
+            sub = deltas[(deltas["config"] == config) & (deltas["condition"] == condition)]
+            values = sub["delta"].to_numpy(dtype=float)
+            ax.barh(np.arange(len(sub)), values, color=["#2a7ab9" if v >= 0 else "#c8553d" for v in values])
+            ax.set_yticks(np.arange(len(sub)))
+            ax.set_yticklabels(sub["class"].astype(str), fontsize=7)
+            ax.axvline(0.0, color="#333333", linewidth=0.8)
+            ax.set_xlabel("Δ segm AP (condition − original)", fontsize=7)
+            ax.set_title(_wrap(f"{config_label}: {condition}", 40), fontsize=7.5)
+        return save_png(fig, out_png, dpi)

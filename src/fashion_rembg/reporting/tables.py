@@ -328,7 +328,8 @@ def cross_markdown(cross: pd.DataFrame) -> str:
                 rows.append([str(r["config_label"]), str(r["condition"]) + flag] + ["–"] * len(test_labels))
             cell = fmt_mean_std(r[f"{metric}_mean"], r[f"{metric}_std"]) + (" *" if r["in_condition"] else "")
             rows[seen[key]][2 + test_labels.index(str(r["test_condition"]))] = cell
-        out += ["", f"### {task.capitalize()}", "", _md_table(header, rows, ["l", "l"] + ["r"] * len(test_labels))]
+        out += ["", f"### {TASK_TITLES.get(task, task.capitalize())}", "",
+                _md_table(header, rows, ["l", "l"] + ["r"] * len(test_labels))]
     return "\n".join(out) + "\n"
 
 
