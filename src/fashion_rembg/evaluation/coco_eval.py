@@ -85,7 +85,10 @@ def _run(gt: COCO, results: list[dict], iou_type: str) -> tuple[dict, COCOeval |
     if not results:  # loadRes refuses an empty list; no predictions = nothing found
         has_gt = any(not a.get("iscrowd", 0) for a in gt.dataset["annotations"])
         zero = 0.0 if has_gt else None
-        return {**{k: zero for k in SUMMARY_KEYS}, "per_class": {}}, None
+        # Per class as COCOeval would give it: 0 where the class has a (non-crowd) GT object, else null.
+        with_gt = {a["category_id"] for a in gt.dataset["annotations"] if not a.get("iscrowd", 0)}
+        per_class = {gt.cats[c]["name"]: 0.0 if c in with_gt else None for c in sorted(gt.cats)}
+        return {**{k: zero for k in SUMMARY_KEYS}, "per_class": per_class}, None
     with _quiet():
         dt = gt.loadRes(copy.deepcopy(results))
         ev = COCOeval(gt, dt, iou_type)
