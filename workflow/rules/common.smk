@@ -97,6 +97,11 @@ def instance_store(dataset):
     }
 
 
+def run_instance_store(wildcards):
+    """The instance store of an experiment's dataset (written by its prepare job)."""
+    return instance_store(EXPERIMENTS[wildcards.exp]["dataset"])
+
+
 def instance_outputs(dataset):
     """The instance store as extra outputs of a prepare rule, when an instance experiment needs it."""
     return instance_store(dataset) if dataset in INSTANCE_DATASETS else {}

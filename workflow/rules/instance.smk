@@ -1,11 +1,6 @@
 # Instance segmentation (Mask R-CNN, COCO AP): one training job and one evaluation job per (experiment, seed).
 
 
-def run_instance_store(wildcards):
-    """The instance store of an experiment's dataset (written by its prepare job)."""
-    return instance_store(EXPERIMENTS[wildcards.exp]["dataset"])
-
-
 rule train_instance:
     """Train one (experiment, seed); resumes from results/checkpoints/ after a crash or kill."""
     input:
