@@ -35,7 +35,7 @@ def bill(config: dict, table: Path, workdir: Path = Path(".")) -> dict:
     experiments = experiment_table(config)
     rules: dict[str, dict] = defaultdict(lambda: {"jobs": 0, "gpu": 0, "expected_h": 0.0, "limit_h": 0.0,
                                                   "unknown": set()})  # fmt: skip
-    rule_names = {"classification": "classifier", "segmentation": "segmenter"}
+    rule_names = {"classification": "classifier", "segmentation": "segmenter", "instance": "instance"}
     masks: set[tuple[str, str]] = set()
     for task, exp_id, _seed in experiment_runs(config):
         exp = experiments[exp_id]
