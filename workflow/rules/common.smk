@@ -80,7 +80,8 @@ DATASET_CONFIG = config["datasets"]
 TASKS = [task for task in ALL_TASKS if config[task].get("enabled", True)]
 # Datasets whose masks the default target builds: those of the enabled tasks; with both tasks
 # disabled (masks only), those the task sections name.
-MASK_DATASETS = [config[task]["dataset"] for task in (TASKS or ALL_TASKS) if config.get(task)]
+# (The instance section is opt-in: its schema defaults name a dataset even when it is off.)
+MASK_DATASETS = [config[task]["dataset"] for task in (TASKS or ["classification", "segmentation"]) if config.get(task)]
 # Datasets of the enabled tasks, sorted (quarantine table).
 ENABLED_DATASETS = sorted({config[task]["dataset"] for task in TASKS})
 # Datasets an instance experiment trains on: their prepare job also writes the instance store (an
