@@ -23,12 +23,13 @@ Modules: ``styles`` (what people wear), ``figures`` (drawing them, one painter p
 
 from __future__ import annotations
 
-import math
-import numbers
+import functools
 import os
 import shutil
 from pathlib import Path
 
+from .arguments import check_int, check_unit
+from .fashionpedia import generate_fashionpedia
 from .styles import FS14_STYLES, MODANET_CATEGORIES, MODANET_NAMES, STYLE_OVERLAP
 from .writers import (
     FS14_DIR,
@@ -46,26 +47,14 @@ __all__ = [
     "MODANET_NAMES",
     "JPEG_QUALITY",
     "generate_demo",
+    "generate_fashionpedia",
 ]
 
 _OUTPUT_ENTRIES = (FS14_DIR, "modanet", "truth", "sod_train", "demo_info.json")
 
 
-def _check_int(name, v, lo, hi=None):
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-        raise ValueError(f"generate_demo: {name} must be an integer, got {v!r}")
-    if v < lo or (hi is not None and v > hi):
-        rng_txt = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-        raise ValueError(f"generate_demo: {name} must be {rng_txt}, got {v}")
-    return int(v)
-
-
-def _check_unit(name, v):
-    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(float(v)):
-        raise ValueError(f"generate_demo: {name} must be a finite number in [0, 1], got {v!r}")
-    if not 0.0 <= float(v) <= 1.0:
-        raise ValueError(f"generate_demo: {name} must be in [0, 1], got {v}")
-    return float(v)
+_check_int = functools.partial(check_int, "generate_demo")
+_check_unit = functools.partial(check_unit, "generate_demo")
 
 
 def _prepare_out_dir(out: Path) -> None:
