@@ -18,7 +18,9 @@ background detail (0 = flat gradient).  Each image uses its own ``SeedSequence([
 so files are byte-identical for identical arguments.
 
 Modules: ``styles`` (what people wear), ``figures`` (drawing them, one painter per garment),
-``textures`` (colouring), ``scenes`` (backdrops, one full image), ``writers`` (the raw formats).
+``textures`` (colouring), ``scenes`` (backdrops, one full image), ``writers`` (the raw formats),
+``fashionpedia`` (the Fashionpedia look-alike, ``generate_fashionpedia``, written into its own folder),
+``arguments`` (argument checks).
 """
 
 from __future__ import annotations

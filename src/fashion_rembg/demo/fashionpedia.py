@@ -161,31 +161,42 @@ def fashionpedia_image(seed: int, official: str, index: int, size: tuple[int, in
 
 def _segmentation(mask: np.ndarray, encoding: str, W: int, H: int, min_area: int):
     """(segmentation, pycocotools RLE of what it encodes) or None when no polygon survives."""
-    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
     if encoding == "polygon":
         polys = mask_polygons(mask, W, H, min_area, tol=0.5)
         if not polys:
             return None
         return polys, mask_utils.merge(mask_utils.frPyObjects(polys, H, W))
+    rle = mask_utils.encode(np.asfortranarray(mask.astype(np.uint8)))
     if encoding == "rle":
         return {"counts": rle["counts"].decode("ascii"), "size": [H, W]}, rle
-    flat = mask.astype(np.uint8).ravel(order="F")  # uncompressed RLE: column-major run lengths from 0s
-    edges = np.flatnonzero(np.diff(flat)) + 1
-    bounds = np.concatenate([[0], edges, [flat.size]])
-    counts = np.diff(bounds).tolist()
-    if flat[0]:
-        counts = [0, *counts]
-    return {"counts": [int(c) for c in counts], "size": [H, W]}, rle
+    flat = mask.astype(np.uint8).ravel(order="F")  # uncompressed RLE: column-major runs, zeros first
+    bounds = np.concatenate([[0], np.flatnonzero(np.diff(flat)) + 1, [flat.size]])
+    counts = ([0] if flat[0] else []) + [int(c) for c in np.diff(bounds)]
+    return {"counts": counts, "size": [H, W]}, rle
+
+
+def _regions(pic: FashionpediaImage, rng, crowd_only: bool) -> list[tuple]:
+    """(category, mask, attribute names, iscrowd) to annotate. A crowd-only image has one crowd region
+    per garment category (no parts); elsewhere a pair of shoes is now and then one crowd region."""
+    if crowd_only:
+        groups: dict[int, np.ndarray] = {}
+        for cat, mask, _ in pic.instances:
+            if cat < GARMENTS:
+                groups[cat] = groups[cat] | mask if cat in groups else mask
+        return [(cat, mask, [], 1) for cat, mask in groups.items()]
+    shoes = [mask for cat, mask, _ in pic.instances if cat == _CAT["shoe"]]
+    if len(shoes) == 2 and rng.random() < 0.15:
+        return [(cat, mask, attrs, 0) for cat, mask, attrs in pic.instances if cat != _CAT["shoe"]] + \
+            [(_CAT["shoe"], shoes[0] | shoes[1], [], 1)]
+    return [(cat, mask, attrs, 0) for cat, mask, attrs in pic.instances]
 
 
 def _annotations(pic: FashionpediaImage, image_id: int, first_ann_id: int, rng, crowd_only: bool,
                  min_area: int) -> list[dict]:
+    """Mostly polygons, some compressed RLE, a few uncompressed RLE (also every crowd region, as in COCO)."""
     H, W = pic.foreground.shape
     anns = []
-    for cat, mask, attrs in pic.instances:
-        crowd = crowd_only or (cat == _CAT["shoe"] and rng.random() < 0.04)
-        if crowd_only and cat >= GARMENTS:
-            continue
+    for cat, mask, attrs, crowd in _regions(pic, rng, crowd_only):
         u = rng.random()
         encoding = "uncompressed" if crowd or u < 0.07 else "rle" if u < 0.25 else "polygon"
         seg = _segmentation(mask, encoding, W, H, min_area)
@@ -195,7 +206,7 @@ def _annotations(pic: FashionpediaImage, image_id: int, first_ann_id: int, rng, 
         anns.append({"id": first_ann_id + len(anns), "image_id": image_id, "category_id": cat,
                      "attribute_ids": sorted(_ATTRIBUTES[a] for a in attrs),
                      "segmentation": segmentation, "bbox": [round(float(v), 2) for v in mask_utils.toBbox(rle)],
-                     "area": int(mask_utils.area(rle)), "iscrowd": int(crowd)})
+                     "area": int(mask_utils.area(rle)), "iscrowd": crowd})
     return anns
 
 
