@@ -14,7 +14,7 @@ from pycocotools import mask as mask_utils
 
 from fashion_rembg.datasets.fashionpedia import CATEGORIES, GARMENTS, prepare_fashionpedia
 from fashion_rembg.datasets.store import fit_image, read_manifest
-from fashion_rembg.demo import generate_fashionpedia
+from fashion_rembg.demo import demo_settings, fashionpedia_settings, generate_demo, generate_fashionpedia
 from fashion_rembg.demo.fashionpedia import fashionpedia_image
 
 ARGS = dict(seed=3, train=14, val=5, test_unlabelled=3, size=(96, 144), clutter=0.7)
@@ -183,3 +183,15 @@ def test_refuses_to_overwrite_what_is_not_a_demo(tmp_path):
     assert (real / "train2020.zip").read_bytes() == b"not ours"
     with pytest.raises(ValueError, match="crowd_only_images"):
         generate_fashionpedia(tmp_path / "x", **(ARGS | {"crowd_only_images": 14}))
+
+
+def test_config_block_splits_between_the_generators(tmp_path):
+    demo = {"enabled": True, "out_dir": "resources/demo", "seed": 2, "clutter": 0.4, "fs14_per_class": 3,
+            "modanet_train": 2, "modanet_val": 1, "sod_train": 0,
+            "fashionpedia": {"train": 3, "val": 1, "test_unlabelled": 0, "size": [64, 96], "clutter": 0.0}}
+    assert fashionpedia_settings(demo) == {"seed": 2, "clutter": 0.0, "train": 3, "val": 1, "test_unlabelled": 0,
+                                           "size": [64, 96]}
+    assert "fashionpedia" not in demo_settings(demo) and demo_settings(demo)["seed"] == 2
+    generate_demo(tmp_path / "demo", **demo_settings(demo))  # both accept their share of the block
+    counts = generate_fashionpedia(tmp_path / "demo" / "fashionpedia", **fashionpedia_settings(demo))
+    assert counts["train_images"] == 3 and (tmp_path / "demo" / "FashionStyle14_v1" / "train.csv").is_file()

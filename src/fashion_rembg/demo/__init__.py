@@ -48,11 +48,29 @@ __all__ = [
     "MODANET_CATEGORIES",
     "MODANET_NAMES",
     "JPEG_QUALITY",
+    "demo_settings",
+    "fashionpedia_settings",
     "generate_demo",
     "generate_fashionpedia",
 ]
 
 _OUTPUT_ENTRIES = (FS14_DIR, "modanet", "truth", "sod_train", "demo_info.json")
+
+
+# Keys of the config's `demo` block that are not generate_demo arguments.
+_NOT_DEMO_ARGUMENTS = ("enabled", "out_dir", "fashionpedia")
+
+
+def demo_settings(demo: dict) -> dict:
+    """``generate_demo``'s keyword arguments from the config's ``demo`` block."""
+    return {k: v for k, v in demo.items() if k not in _NOT_DEMO_ARGUMENTS}
+
+
+def fashionpedia_settings(demo: dict) -> dict:
+    """``generate_fashionpedia``'s keyword arguments: ``demo.fashionpedia``, whose seed and clutter
+    default to the demo's."""
+    shared = {k: demo[k] for k in ("seed", "clutter") if k in demo}
+    return shared | dict(demo.get("fashionpedia") or {})
 
 
 _check_int = functools.partial(check_int, "generate_demo")
