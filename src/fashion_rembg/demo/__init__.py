@@ -31,7 +31,6 @@ import shutil
 from pathlib import Path
 
 from .arguments import check_int, check_unit
-from .fashionpedia import generate_fashionpedia
 from .styles import FS14_STYLES, MODANET_CATEGORIES, MODANET_NAMES, STYLE_OVERLAP
 from .writers import (
     FS14_DIR,
@@ -71,6 +70,16 @@ def fashionpedia_settings(demo: dict) -> dict:
     default to the demo's."""
     shared = {k: demo[k] for k in ("seed", "clutter") if k in demo}
     return shared | dict(demo.get("fashionpedia") or {})
+
+
+def __getattr__(name):
+    # The Fashionpedia look-alike needs pycocotools and scipy (~1 s to import): loaded when used, so
+    # that the Snakefile can import the settings helpers above at parse time.
+    if name == "generate_fashionpedia":
+        from .fashionpedia import generate_fashionpedia
+
+        return generate_fashionpedia
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 _check_int = functools.partial(check_int, "generate_demo")
