@@ -31,7 +31,7 @@ from scipy import ndimage
 
 from ..datasets.fashionpedia import CATEGORIES, GARMENTS
 from .arguments import check_int, check_unit
-from .figures import Figure, chain, ellipse
+from .figures import Figure, chain, ellipse, torso_outline
 from .scenes import background_spec, render_image
 from .styles import FS14_STYLES, sample_outfit
 from .writers import _LICENSES, JPEG_QUALITY, _jpeg_bytes, _png_write, mask_polygons, stream_rng
@@ -110,9 +110,7 @@ def _parts(fig: Figure, W: int, H: int, cat: int, visible: np.ndarray, outfit: d
     """Garment parts the painters draw without naming them: sleeves, the neckline, a belt's buckle."""
     parts = []
     if cat in (_CAT["shirt"], _CAT["top"], _CAT["dress"], _CAT["jacket"], _CAT["coat"]):
-        torso = _draw_mask(fig, W, H, [[[-fig.sw, 1.45], [fig.sw, 1.45], [fig.sw - 0.12, 2.1], [fig.waist, 3.0],
-                                        [fig.hip, 3.75], [-fig.hip, 3.75], [-fig.waist, 3.0],
-                                        [-(fig.sw - 0.12), 2.1]]])
+        torso = _draw_mask(fig, W, H, [torso_outline(fig)])
         for side in (-1, 1):
             arm = _draw_mask(fig, W, H, [chain([fig.sh[side], fig.el[side], fig.wr[side]], [0.75, 0.6, 0.5]),
                                          ellipse(*fig.sh[side], 0.3, 0.28, 12)])
