@@ -42,6 +42,7 @@ def _paths(out):
 
 def test_real_layout_and_fields(demo):
     out, counts = demo
+    assert sorted(p.name for p in out.iterdir()) == sorted([*RAW_FILES, "demo_info.json", "truth"])
     train, val = _load(out, "train"), _load(out, "val")
     for doc in (train, val):
         assert list(doc) == ["info", "categories", "attributes", "images", "annotations", "licenses"]
