@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .demo import demo_settings
 from .errors import ConfigError
 
 PREFIX = "control-"
@@ -110,8 +111,7 @@ def control_dir(config: dict, name: str) -> str:
 def generator_settings(config: dict, name: str) -> dict[str, Any]:
     """Keyword arguments of ``generate_demo`` for one control set: the demo's, knobs overridden."""
     spec = control_sets(config)[name]
-    demo = {k: v for k, v in config["demo"].items() if k not in ("enabled", "out_dir")}
-    return demo | {k: spec[k] for k in KNOBS} | {"only_fashionstyle14": True}
+    return demo_settings(config["demo"]) | {k: spec[k] for k in KNOBS} | {"only_fashionstyle14": True}
 
 
 def experiment_rows(config: dict) -> list[tuple[str, str, dict[str, Any]]]:

@@ -208,6 +208,8 @@ def demo_marker_if_truth(wildcards):
         return []
     if wildcards.dataset.startswith(CONTROL_PREFIX):
         return [f"{DEMO_DIR}/controls/{wildcards.dataset[len(CONTROL_PREFIX):]}/demo_info.json"]
+    if wildcards.dataset == "fashionpedia":
+        return [f"{DEMO_DIR}/fashionpedia/demo_info.json"]
     return [f"{DEMO_DIR}/demo_info.json"]
 
 

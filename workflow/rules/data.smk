@@ -14,6 +14,7 @@
 from fashion_rembg.datasets.sources import extract_modanet_images, extract_raw, fetch_raw, job_log
 from fashion_rembg.datasets.sources import plan as plan_sources
 from fashion_rembg.datasets.sources import track_raw_changes
+from fashion_rembg.demo import demo_settings, fashionpedia_settings
 
 try:
     SOURCES = plan_sources(config) | control_plans(config)
@@ -38,9 +39,29 @@ rule demo_data:
     conda:
         CONDA_ENV
     params:
-        settings={k: v for k, v in config["demo"].items() if k not in ("enabled", "out_dir")},
+        settings=demo_settings(config["demo"]),
     script:
         "../scripts/demo_data.py"
+
+
+rule demo_fashionpedia_data:
+    """Embedded Fashionpedia look-alike in its real raw format (official JSONs, image zips)."""
+    output:
+        train_annotations=f"{DEMO_DIR}/fashionpedia/instances_attributes_train2020.json",
+        val_annotations=f"{DEMO_DIR}/fashionpedia/instances_attributes_val2020.json",
+        train_images=f"{DEMO_DIR}/fashionpedia/train2020.zip",
+        val_images=f"{DEMO_DIR}/fashionpedia/val_test2020.zip",
+        info=f"{DEMO_DIR}/fashionpedia/demo_info.json",
+    log:
+        "results/logs/demo_fashionpedia_data.log",
+    benchmark:
+        "results/benchmarks/demo_fashionpedia_data.tsv"
+    conda:
+        CONDA_ENV
+    params:
+        settings=fashionpedia_settings(config["demo"]),
+    script:
+        "../scripts/demo_fashionpedia.py"
 
 
 rule demo_control_data:

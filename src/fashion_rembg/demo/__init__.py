@@ -18,17 +18,19 @@ background detail (0 = flat gradient).  Each image uses its own ``SeedSequence([
 so files are byte-identical for identical arguments.
 
 Modules: ``styles`` (what people wear), ``figures`` (drawing them, one painter per garment),
-``textures`` (colouring), ``scenes`` (backdrops, one full image), ``writers`` (the raw formats).
+``textures`` (colouring), ``scenes`` (backdrops, one full image), ``writers`` (the raw formats),
+``fashionpedia`` (the Fashionpedia look-alike, ``generate_fashionpedia``, written into its own folder),
+``arguments`` (argument checks).
 """
 
 from __future__ import annotations
 
-import math
-import numbers
+import functools
 import os
 import shutil
 from pathlib import Path
 
+from .arguments import check_int, check_unit
 from .styles import FS14_STYLES, MODANET_CATEGORIES, MODANET_NAMES, STYLE_OVERLAP
 from .writers import (
     FS14_DIR,
@@ -45,27 +47,43 @@ __all__ = [
     "MODANET_CATEGORIES",
     "MODANET_NAMES",
     "JPEG_QUALITY",
+    "demo_settings",
+    "fashionpedia_settings",
     "generate_demo",
+    "generate_fashionpedia",
 ]
 
 _OUTPUT_ENTRIES = (FS14_DIR, "modanet", "truth", "sod_train", "demo_info.json")
 
 
-def _check_int(name, v, lo, hi=None):
-    if isinstance(v, bool) or not isinstance(v, numbers.Integral):
-        raise ValueError(f"generate_demo: {name} must be an integer, got {v!r}")
-    if v < lo or (hi is not None and v > hi):
-        rng_txt = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
-        raise ValueError(f"generate_demo: {name} must be {rng_txt}, got {v}")
-    return int(v)
+# Keys of the config's `demo` block that are not generate_demo arguments.
+_NOT_DEMO_ARGUMENTS = ("enabled", "out_dir", "fashionpedia")
 
 
-def _check_unit(name, v):
-    if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(float(v)):
-        raise ValueError(f"generate_demo: {name} must be a finite number in [0, 1], got {v!r}")
-    if not 0.0 <= float(v) <= 1.0:
-        raise ValueError(f"generate_demo: {name} must be in [0, 1], got {v}")
-    return float(v)
+def demo_settings(demo: dict) -> dict:
+    """``generate_demo``'s keyword arguments from the config's ``demo`` block."""
+    return {k: v for k, v in demo.items() if k not in _NOT_DEMO_ARGUMENTS}
+
+
+def fashionpedia_settings(demo: dict) -> dict:
+    """``generate_fashionpedia``'s keyword arguments: ``demo.fashionpedia``, whose seed and clutter
+    default to the demo's."""
+    shared = {k: demo[k] for k in ("seed", "clutter") if k in demo}
+    return shared | dict(demo.get("fashionpedia") or {})
+
+
+def __getattr__(name):
+    # The Fashionpedia look-alike needs pycocotools and scipy (~1 s to import): loaded when used, so
+    # that the Snakefile can import the settings helpers above at parse time.
+    if name == "generate_fashionpedia":
+        from .fashionpedia import generate_fashionpedia
+
+        return generate_fashionpedia
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+_check_int = functools.partial(check_int, "generate_demo")
+_check_unit = functools.partial(check_unit, "generate_demo")
 
 
 def _prepare_out_dir(out: Path) -> None:

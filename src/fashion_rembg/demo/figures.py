@@ -165,14 +165,18 @@ def paint_back_hair(P: Painter, rng, o: dict) -> None:
     P.poly(P.hair, back)
 
 
+def torso_outline(fig: Figure) -> list:
+    """Shoulders to hips (local units); garment parts are told from the torso by it too."""
+    return [[-fig.sw, 1.45], [fig.sw, 1.45], [fig.sw - 0.12, 2.1], [fig.waist, 3.0],
+            [fig.hip, 3.75], [fig.hip * 0.9, 4.15], [-fig.hip * 0.9, 4.15], [-fig.hip, 3.75],
+            [-fig.waist, 3.0], [-(fig.sw - 0.12), 2.1]]
+
+
 def paint_body(P: Painter, rng, o: dict) -> None:
     """Body skin: neck, torso, legs, arms (garments cover most of it later)."""
     fig, skin = P.fig, P.skin
     P.poly(skin, [[-0.14, 0.85], [0.14, 0.85], [0.16, 1.5], [-0.16, 1.5]])
-    torso = [[-fig.sw, 1.45], [fig.sw, 1.45], [fig.sw - 0.12, 2.1], [fig.waist, 3.0],
-             [fig.hip, 3.75], [fig.hip * 0.9, 4.15], [-fig.hip * 0.9, 4.15], [-fig.hip, 3.75],
-             [-fig.waist, 3.0], [-(fig.sw - 0.12), 2.1]]
-    P.poly(skin, torso)
+    P.poly(skin, torso_outline(fig))
     for side in (-1, 1):
         P.poly(skin, chain([fig.hipj[side], fig.knee[side], fig.ankle[side]], [0.6, 0.36, 0.24]))
         P.poly(skin, ellipse(*fig.knee[side], 0.18, 0.16, 10))

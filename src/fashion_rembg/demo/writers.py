@@ -75,6 +75,20 @@ def _visible_annotation(lab: np.ndarray, iid: int, W: int, H: int, min_area: int
     rows = np.flatnonzero(m.any(1))
     cols = np.flatnonzero(m.any(0))
     r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
+    polys = mask_polygons(m, W, H, min_area)
+    if not polys:
+        return None
+    bbox = [int(c0), int(r0), int(c1 - c0), int(r1 - r0)]
+    return {"area": area, "bbox": bbox, "segmentation": polys}
+
+
+def mask_polygons(m: np.ndarray, W: int, H: int, min_area: int, tol: float = 0.9) -> list[list[int]]:
+    """COCO polygons (integer pixel-edge coordinates) of a boolean mask's outer rings, specks dropped."""
+    rows = np.flatnonzero(m.any(1))
+    cols = np.flatnonzero(m.any(0))
+    if not len(rows):
+        return []
+    r0, r1, c0, c1 = rows[0], rows[-1] + 1, cols[0], cols[-1] + 1
     z = np.zeros((r1 - r0 + 2, c1 - c0 + 2), np.float32)
     z[1:-1, 1:-1] = m[r0:r1, c0:c1]
     gen = contourpy.contour_generator(z=z, fill_type="OuterOffset")
@@ -88,7 +102,7 @@ def _visible_annotation(lab: np.ndarray, iid: int, W: int, H: int, min_area: int
         ring_area = 0.5 * abs(np.dot(outer[:-1, 0], outer[1:, 1]) - np.dot(outer[1:, 0], outer[:-1, 1]))
         if ring_area < max(8.0, min_area / 4):
             continue  # drop specks
-        simp = _simplify(outer, 0.9)
+        simp = _simplify(outer, tol)
         if np.allclose(simp[0], simp[-1]):
             simp = simp[:-1]
         simp = np.rint(simp)
@@ -98,10 +112,7 @@ def _visible_annotation(lab: np.ndarray, iid: int, W: int, H: int, min_area: int
         simp = simp[~dup]
         if len(simp) >= 3:
             polys.append([int(v) for v in simp.reshape(-1)])
-    if not polys:
-        return None
-    bbox = [int(c0), int(r0), int(c1 - c0), int(r1 - r0)]
-    return {"area": area, "bbox": bbox, "segmentation": polys}
+    return polys
 
 
 _MODANET_INFO = {"contributor": "eBay CoreAI research", "date_created": "2018/07/03",
