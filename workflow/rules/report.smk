@@ -232,6 +232,8 @@ rule quarantine_table:
     input:
         quarantine=[paths.store(d, "quarantine.tsv") for d in ENABLED_DATASETS],
         manifest=[paths.store(d, "manifest.tsv") for d in ENABLED_DATASETS],
+        # Instance stores: their dropped-annotation counts join the table.
+        instances=[instance_store(d)["instances_meta"] for d in INSTANCE_DATASETS],
     output:
         csv=report(
             paths.table("quarantine.csv"),

@@ -5,6 +5,7 @@ so the table stays short. The full list is each store's quarantine.tsv.
 """
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from pathlib import Path
@@ -37,6 +38,26 @@ def quarantine_rows(stores: dict[str, Path], top: int = 3) -> list[dict]:
     return rows
 
 
+def instance_drop_lines(stores: dict[str, Path]) -> list[str]:
+    """Markdown of the instance stores' counts (instances.meta.json, datasets.instances): instances
+    kept, crowd regions, crowd-only images and the annotations dropped from kept images, by reason.
+    Empty when no store has an instance store (the table then stays as before)."""
+    metas = {d: Path(s) / "instances.meta.json" for d, s in sorted(stores.items())}
+    metas = {d: json.loads(p.read_text()) for d, p in metas.items() if p.is_file()}
+    if not metas:
+        return []
+    lines = ["", "### Instance stores", "",
+             "Annotations of kept images that did not become training/evaluation instances, by reason "
+             "(an image with none left is quarantined above).", "",
+             "| dataset | images | instances | crowd regions | crowd-only images | dropped annotations |",
+             "|---|---:|---:|---:|---:|---|"]  # fmt: skip
+    for dataset, meta in metas.items():
+        dropped = "; ".join(f"{n}× {reason}" for reason, n in sorted(meta["dropped"].items())).replace("|", "\\|")
+        lines.append(f"| {dataset} | {meta['images']} | {meta['instances']} | {meta['crowd']} | "
+                     f"{meta['crowd_only_images']} | {dropped or '–'} |")  # fmt: skip
+    return lines
+
+
 def write_quarantine_tables(stores: dict[str, Path], csv_path: Path, md_path: Path) -> list[dict]:
     rows = quarantine_rows(stores)
     with atomic_file(Path(csv_path)) as tmp:
@@ -47,6 +68,7 @@ def write_quarantine_tables(stores: dict[str, Path], csv_path: Path, md_path: Pa
     for r in rows:
         reasons = r["top_reasons"].replace("|", "\\|") or "–"
         lines.append(f"| {r['dataset']} | {r['kept']} | {r['quarantined']} | {r['quarantined_pct']:.2f} | {reasons} |")
+    lines += instance_drop_lines(stores)
     with atomic_file(Path(md_path)) as tmp:
         tmp.write_text("\n".join(lines) + "\n")
     return rows
