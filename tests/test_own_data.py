@@ -29,7 +29,7 @@ from fashion_rembg.errors import ConfigError, DataError
 
 from raw_fixtures import OWN_CLASSES, make_imagefolder, make_own_coco
 from test_hostile_inputs import digest
-from workflow_helpers import copy_run, snakemake, tiny_config
+from workflow_helpers import copy_run, planned_jobs, snakemake, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -322,8 +322,8 @@ def test_changed_own_photos_re_prepare_the_dataset(tmp_path):
     stored = (tmp_path / "results/data/mine/images.npy").read_bytes()
     assert "Nothing to be done" in snakemake(tmp_path, "-n", target).stdout
     Image.new("RGB", (48, 64), (1, 2, 3)).save(root / "shoes" / "04.jpg", format="JPEG")
-    assert "prepare_imagefolder" in snakemake(tmp_path, "-n", target).stdout
-    snakemake(tmp_path, target)
+    rerun = snakemake(tmp_path, target)  # its job table: what the change made it run
+    assert planned_jobs(rerun.stdout + rerun.stderr) == {"prepare_imagefolder": 1}, rerun.stderr
     assert (tmp_path / "results/data/mine/images.npy").read_bytes() != stored
 
 
