@@ -7,7 +7,7 @@ import yaml
 
 from fashion_rembg.reporting.controls import COLUMNS, read_controls
 
-from workflow_helpers import snakemake, tiny_config
+from workflow_helpers import reuse_standin_model, snakemake, tiny_config
 
 pytestmark = pytest.mark.e2e
 
@@ -33,9 +33,13 @@ def controls_config() -> dict:
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
+def workdir(tiny_standin, tmp_path_factory):
     work = tmp_path_factory.mktemp("controls")
-    (work / "tiny.yaml").write_text(yaml.safe_dump(controls_config()))
+    config = controls_config()
+    (work / "tiny.yaml").write_text(yaml.safe_dump(config))
+    # More styles, same saliency training set: the session's stand-in model is the one this demo trains.
+    snakemake(work, f"{config['demo']['out_dir']}/demo_info.json")
+    assert reuse_standin_model(tiny_standin, work)
     snakemake(work, "controls")
     return work
 

@@ -29,7 +29,7 @@ from fashion_rembg.errors import ConfigError, DataError
 
 from raw_fixtures import OWN_CLASSES, make_imagefolder, make_own_coco
 from test_hostile_inputs import digest
-from workflow_helpers import snakemake, tiny_config
+from workflow_helpers import copy_run, planned_jobs, snakemake, tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "workflow" / "schemas" / "config.schema.yaml"
@@ -322,8 +322,8 @@ def test_changed_own_photos_re_prepare_the_dataset(tmp_path):
     stored = (tmp_path / "results/data/mine/images.npy").read_bytes()
     assert "Nothing to be done" in snakemake(tmp_path, "-n", target).stdout
     Image.new("RGB", (48, 64), (1, 2, 3)).save(root / "shoes" / "04.jpg", format="JPEG")
-    assert "prepare_imagefolder" in snakemake(tmp_path, "-n", target).stdout
-    snakemake(tmp_path, target)
+    rerun = snakemake(tmp_path, target)  # its job table: what the change made it run
+    assert planned_jobs(rerun.stdout + rerun.stderr) == {"prepare_imagefolder": 1}, rerun.stderr
     assert (tmp_path / "results/data/mine/images.npy").read_bytes() != stored
 
 
@@ -343,8 +343,9 @@ def test_photo_readers_find_the_photo_behind_each_store_row(tmp_path):
 
 # ------------------------------------------------------------------------------------ end to end
 @pytest.mark.e2e
-def test_own_imagefolder_and_coco_run_end_to_end(tmp_path):
+def test_own_imagefolder_and_coco_run_end_to_end(tiny_standin, tmp_path):
     """Masks (demo stand-in model), both variants, tables: one ImageFolder and one COCO dataset."""
+    work = copy_run(tiny_standin, tmp_path / "work")  # the demo's stand-in model, already trained
     root = make_imagefolder(tmp_path / "raw" / "photos")
     ann, images = make_own_coco(tmp_path / "raw" / "coco")
     before = digest(tmp_path / "raw")
@@ -354,9 +355,9 @@ def test_own_imagefolder_and_coco_run_end_to_end(tmp_path):
                                   "store_size": [64, 64], "categories": ["shirt", "bag"]}
     config["classification"].update(dataset="mine", seeds=[0])
     config["segmentation"]["dataset"] = "shop"
-    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
-    snakemake(tmp_path)
-    results = tmp_path / "results"
+    (work / "tiny.yaml").write_text(yaml.safe_dump(config))
+    snakemake(work)
+    results = work / "results"
     for dataset, count in (("mine", 30), ("shop", 10)):
         assert len(np.load(results / "data" / dataset / "images.npy", mmap_mode="r")) == count
         masks = np.load(results / "saliency" / dataset / "demo-sod" / "masks.npy")

@@ -10,17 +10,15 @@ import pytest
 import yaml
 from PIL import Image
 
-from workflow_helpers import ROOT, planned_jobs, snakemake, tiny_config
+from workflow_helpers import ROOT, copy_run, planned_jobs, snakemake, tiny_config
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    work = tmp_path_factory.mktemp("e2e")
-    (work / "tiny.yaml").write_text(yaml.safe_dump(tiny_config()))
-    snakemake(work)
-    return work
+def workdir(tiny_run, tmp_path_factory):
+    # The session's tiny pipeline, copied: the tests below change the config and rerun parts of it.
+    return copy_run(tiny_run, tmp_path_factory.mktemp("e2e") / "run")
 
 
 def test_outputs_are_real(workdir):
