@@ -5,8 +5,9 @@ take to plan it?
 
 Fakes, in a temporary working directory, what a user would have placed and what the prepare
 stage would have written: the raw files (FashionStyle14 folder with 13,126 CSV rows, ModaNet
-JSON + PaperDoll LMDB, rembg and torchvision weights; placeholders, never read by a dry run) and,
-newer, the prepared stores (a 13,126-row manifest) and the saliency shard plans. Then times
+JSON + PaperDoll LMDB, Fashionpedia JSONs + zips, rembg, torchvision and COCO weights; placeholders,
+never read by a dry run) and, newer, the prepared stores (13,126-row FashionStyle14 and 46,781-row
+Fashionpedia manifests, Fashionpedia's instance store) and the saliency shard plans. Then times
 `snakemake -n` on config/paper.yaml and prints the planned jobs per rule. Goal: < 10 s with
 >= 300 training jobs.
 """
@@ -28,6 +29,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 FS14_IMAGES = 13126
+FASHIONPEDIA_IMAGES = 45623 + 1158  # official train + val (val becomes the test split)
 STYLES = ["conservative", "dressy", "ethnic", "fairy", "feminine", "gal", "girlish", "kireime-casual", "lolita",
           "mode", "natural", "retro", "rock", "street"]  # fmt: skip
 
@@ -75,6 +77,9 @@ def fake_paper_workdir(workdir: Path, n_images: int = FS14_IMAGES) -> Path:
     _touch(workdir / modanet["lmdb"] / "data.mdb")
     # ... and the ModaNet photos taken out of it, which prepare read (mask_input photo reads them again).
     _touch(workdir / config["downloads"]["extract_dir"] / "modanet_images" / "extracted.json", "{}")
+    for key in ("train_annotations", "val_annotations", "train_images", "val_images"):
+        raw = ds["fashionpedia"][key]
+        _touch(workdir / (raw["path"] if isinstance(raw, dict) else raw))
     _touch(workdir / config["saliency"]["model_home"] / f"{config['saliency']['model']}.onnx")
     sys.path.insert(0, str(ROOT / "src"))
     from fashion_rembg.config import experiment_table
@@ -94,13 +99,17 @@ def fake_paper_workdir(workdir: Path, n_images: int = FS14_IMAGES) -> Path:
 
     # Prepared outputs (newer than the raw files) and the saliency shard plans.
     shard = config["saliency"]["shard_size"]
-    for dataset, n, labels in (("fashionstyle14", n_images, STYLES), ("modanet", 52377, None)):
+    stores = (("fashionstyle14", n_images, STYLES), ("modanet", 52377, None), ("fashionpedia", FASHIONPEDIA_IMAGES, None))
+    for dataset, n, labels in stores:
         d = workdir / "results" / "data" / dataset
         _manifest(d / "manifest.tsv", n, labels)
         _touch(d / "quarantine.tsv", "source\treason\n")
         task = "classification" if labels else "segmentation"
         _touch(d / "classes.json", json.dumps({"task": task, "classes": labels or ["background", "bag"]}))
-        for name in ("images.npy", "classmaps.npy"):
+        names = ["images.npy", "classmaps.npy"]
+        if dataset == "fashionpedia":  # the instance store, written by the same prepare job
+            names += ["instances.jsonl", "instances.index.npy", "instances.meta.json"]
+        for name in names:
             _touch(d / name)
         plan = {"n": n, "shards": [[a, min(a + shard, n)] for a in range(0, n, shard)]}
         _touch(workdir / "results" / "saliency" / dataset / "shards.json", json.dumps(plan))
@@ -135,7 +144,7 @@ def main(argv=None) -> dict:
         seconds, jobs, _ = dry_run(Path(tmp), configfile)
     for rule, count in sorted(jobs.items(), key=lambda kv: -kv[1]):
         print(f"{rule:30s} {count:6d}")
-    train = jobs.get("train_classifier", 0) + jobs.get("train_segmenter", 0)
+    train = sum(jobs.get(f"train_{task}", 0) for task in ("classifier", "segmenter", "instance"))
     print(f"snakemake -n on config/paper.yaml ({args.images} FashionStyle14 images): {seconds:.2f} s wall, "
           f"{dry_run.cpu_seconds:.2f} s CPU for {jobs.get('total', 0)} jobs, {train} training jobs "
           f"(goal < 10 s with >= 300); load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
