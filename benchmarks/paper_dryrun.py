@@ -99,7 +99,11 @@ def fake_paper_workdir(workdir: Path, n_images: int = FS14_IMAGES) -> Path:
 
     # Prepared outputs (newer than the raw files) and the saliency shard plans.
     shard = config["saliency"]["shard_size"]
-    stores = (("fashionstyle14", n_images, STYLES), ("modanet", 52377, None), ("fashionpedia", FASHIONPEDIA_IMAGES, None))
+    stores = (
+        ("fashionstyle14", n_images, STYLES),
+        ("modanet", 52377, None),
+        ("fashionpedia", FASHIONPEDIA_IMAGES, None),
+    )
     for dataset, n, labels in stores:
         d = workdir / "results" / "data" / dataset
         _manifest(d / "manifest.tsv", n, labels)
