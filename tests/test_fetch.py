@@ -195,7 +195,7 @@ def test_missing_messages_cover_every_dataset(tmp_path, monkeypatch):
                  "modanet2018_instances_train.json", "96478657d20e322e9d3282c6d73c0c4c",
                  "photos.lmdb.tar", "a404789687fc3906d7d843942c802f53", "resources/extracted/paperdoll",
                  "instances_attributes_train2020.json", "instances_attributes_val2020.json",
-                 "train2020.zip", "val_test2020.zip", "no enabled task uses fashionpedia", "u2net.onnx"]:
+                 "train2020.zip", "val_test2020.zip", "no enabled task uses modanet", "u2net.onnx"]:
         assert fact in text, fact
     # plain paths (no download entry) still say what to place where
     plain = copy.deepcopy(config)
