@@ -12,6 +12,8 @@ experiment's value gives it a new id (only its jobs and the aggregates run), and
 finds the old results again.
 
 This module is imported while Snakemake builds the DAG: it must stay free of torch imports.
+Slightly over 500 lines on purpose: the axis types, the expansion and the ids are one contract (an
+id hashes exactly what the expansion normalised), so they stay together.
 """
 from __future__ import annotations
 
