@@ -21,6 +21,8 @@ from fashion_rembg.datasets.instances import (
 from fashion_rembg.datasets.store import fit_image
 from fashion_rembg.errors import DataError
 
+from raw_fixtures import rle_of
+
 H, W = 40, 60  # photo frame (annotations)
 MAPPING = ClassMapping({1: 1, 2: 2}, known=[1, 2, 3])  # category 3 is known but left out
 
@@ -36,20 +38,11 @@ def polygon_of(y0, y1, x0, x1):
 
 
 def compressed(m):
-    rle = mask_utils.encode(np.asfortranarray(m))
-    return {"size": rle["size"], "counts": rle["counts"].decode()}
+    return rle_of(m, compressed=True)
 
 
 def uncompressed(m):
-    flat = m.flatten(order="F")
-    counts, current, run = [], 0, 0
-    for v in flat:
-        if v != current:
-            counts.append(run)
-            current, run = v, 0
-        run += 1
-    counts.append(run)
-    return {"size": [m.shape[0], m.shape[1]], "counts": counts}
+    return rle_of(m, compressed=False)
 
 
 def decoded(inst, size):
