@@ -11,6 +11,9 @@ export PATH := $(abspath $(BIN)):$(PATH)
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -e ".[test]"
+	# rembg imports pymatting, whose numba kernels compile on first import (~95 CPU-s, cached in
+	# site-packages): pay it once here, not in the first mask job of the demo or the tests.
+	$(BIN)/python -c "import rembg"
 	touch $(STAMP)
 
 setup: $(STAMP)
