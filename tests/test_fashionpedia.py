@@ -5,6 +5,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from fashion_rembg.datasets.coco import split_ids
 from fashion_rembg.datasets.fashionpedia import CATEGORIES, prepare_fashionpedia
@@ -69,6 +70,21 @@ def test_extracted_folders_and_parallel_workers_give_identical_stores(raw, tmp_p
         for name in ("images.npy", "classmaps.npy"):
             assert (tmp_path / other / name).read_bytes() == (tmp_path / "zip" / name).read_bytes(), (other, name)
     assert (tmp_path / "parallel" / "manifest.tsv").read_bytes() == (tmp_path / "zip" / "manifest.tsv").read_bytes()
+
+
+def test_instance_store_decodes_each_photo_once(raw, tmp_path, monkeypatch):
+    """The semantic and the instance rows of a photo come from one decode (Fashionpedia: ~46k photos)."""
+    opened = []
+    real_open = Image.open
+
+    def counting_open(fp, *args, **kwargs):
+        opened.append(fp)
+        return real_open(fp, *args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", counting_open)
+    summary = prepare_fashionpedia(raw, tmp_path / "out", SIZE, val_fraction=0.25, seed=0, instances=True)
+    assert summary["images"] == summary["instances"]["images"] == 6
+    assert len(opened) == 6, f"{len(opened)} decodes for 6 photos"
 
 
 def edit(paths, tmp_path, key, change):

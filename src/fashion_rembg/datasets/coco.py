@@ -11,6 +11,7 @@ import logging
 import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -25,7 +26,8 @@ from .store import StoreWriter, fit_image, require_splits, split_counts, to_rgb,
 log = logging.getLogger(__name__)
 
 __all__ = ["load_coco", "checked_images", "compact_annotations", "rasterise", "rasterise_checked", "split_ids",
-           "segmentation_rows", "LmdbReader", "ZipReader", "FolderReader", "write_segmentation_store"]
+           "segmentation_rows", "Photo", "open_photo", "LmdbReader", "ZipReader", "FolderReader",
+           "write_segmentation_store"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -266,8 +268,35 @@ def split_ids(image_ids: list, val_fraction: float, test_fraction: float, seed: 
 # ----------------------------------------------------------------------------------------------
 # One image + its annotations → store rows
 # ----------------------------------------------------------------------------------------------
+class Photo(NamedTuple):
+    """A photo decoded once for every store written from it (class maps, instance masks)."""
+
+    image: Image.Image  # decoded, EXIF orientation not yet applied
+    orientation: int  # its EXIF orientation (1: upright)
+    frame: str  # "stored": the annotations refer to the stored pixels; "shown": to the EXIF-rotated view
+
+    @property
+    def annotation_exif(self) -> int:
+        """The EXIF transposition that brings masks drawn from the annotations upright with the photo."""
+        return self.orientation if self.frame == "stored" else 1
+
+
+def open_photo(payload: bytes | Path, width: int, height: int) -> Photo:
+    """Decode the photo and tell which frame its annotations (the JSON's width × height) refer to:
+    the stored pixels or the EXIF-rotated view; DataError if neither matches."""
+    raw = open_raw(payload)
+    o = orientation(raw)
+    stored = raw.size
+    shown = (stored[1], stored[0]) if o in (5, 6, 7, 8) else stored
+    if stored == (width, height):
+        return Photo(raw, o, "stored")
+    if shown == (width, height):
+        return Photo(raw, o, "shown")
+    raise DataError(f"image is {stored[0]}×{stored[1]}, the annotations say {width}×{height}")
+
+
 def segmentation_rows(
-    payload: bytes | Path,
+    payload: bytes | Path | Photo,
     width: int,
     height: int,
     annotations: list[dict],
@@ -278,28 +307,20 @@ def segmentation_rows(
     """Image and class-map rows aligned pixel for pixel, and a note; DataError if unusable.
 
     Annotations may refer to the stored pixels or to the EXIF-rotated view: the JSON's width ×
-    height tells which; the class map then follows the same rotation as the photo.
+    height tells which (`open_photo`); the class map then follows the same rotation as the photo.
+    `payload` may be an already decoded `Photo` (one decode for the semantic and instance stores).
     """
-    raw = open_raw(payload)
-    o = orientation(raw)
-    stored = raw.size
-    shown = (stored[1], stored[0]) if o in (5, 6, 7, 8) else stored
-    if stored == (width, height):
-        frame = "stored"
-    elif shown == (width, height):
-        frame = "shown"
-    else:
-        raise DataError(f"image is {stored[0]}×{stored[1]}, the annotations say {width}×{height}")
+    photo = payload if isinstance(payload, Photo) else open_photo(payload, width, height)
     classmap, notes, drawn = rasterise_checked(annotations, height, width, class_of)
     if drawn == 0:
         raise DataError("no drawable annotation (" + ("; ".join(sorted(set(notes))) or "all categories left out") + ")")
     try:
-        rgb, note = to_rgb(raw)
+        rgb, note = to_rgb(photo.image)
     except DECODE_ERRORS as err:
         raise DataError(f"unusable image ({type(err).__name__}: {err})") from None
     label = Image.fromarray(classmap)
-    if frame == "stored" and o != 1:
-        label = transpose_like(label, o)
+    if photo.annotation_exif != 1:
+        label = transpose_like(label, photo.annotation_exif)
     rows = {
         "images": np.asarray(fit_image(rgb, store_size, fit=fit), dtype=np.uint8),
         "classmaps": np.asarray(fit_image(label, store_size, Image.Resampling.NEAREST, fit), dtype=np.uint8),
@@ -343,28 +364,30 @@ def segmentation_job(
     class_of,
     store_size: tuple[int, int],
     fit: str,
-    instance_rows: Callable | None = None,
+    photo_instances: Callable | None = None,
 ) -> tuple[dict | None, dict | str]:
     """One prepare job of a COCO-style store: ``(rows, manifest row)``, or ``(None, reason)`` to quarantine.
     ``read`` fetches the image bytes (None: absent, reported as ``missing``).
 
-    ``instance_rows`` (``datasets.instances.instance_rows``): the instance store is written too, so
-    the image is quarantined when either path refuses it (the two stores' rows stay aligned);
-    ``rows["instances"]`` then holds ``(instances, drop counts)``.
+    ``photo_instances`` (``datasets.instances.photo_instances``): the instance store is written too,
+    from the same decoded photo (one decode per image), so the image is quarantined when either path
+    refuses it (the two stores' rows stay aligned); ``rows["instances"]`` then holds ``(instances,
+    drop counts)``.
     """
     try:
         payload = read()
         if payload is None:
             return None, missing
+        photo = open_photo(payload, item["width"], item["height"])
         rows, note = segmentation_rows(
-            payload, item["width"], item["height"], item["annotations"], class_of, store_size, fit
+            photo, item["width"], item["height"], item["annotations"], class_of, store_size, fit
         )
     except DataError as err:
         return None, str(err)
-    if instance_rows is not None:
+    if photo_instances is not None:
         try:
-            _, instances, drops, _ = instance_rows(payload, item["width"], item["height"], item["annotations"],
-                                                   class_of, store_size, fit)  # fmt: skip
+            instances, drops = photo_instances(photo, item["width"], item["height"], item["annotations"], class_of,
+                                               store_size, fit)  # fmt: skip
         except DataError as err:
             return None, f"instance store: {err}"
         rows["instances"] = (instances, drops)

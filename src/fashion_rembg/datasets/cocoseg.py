@@ -22,7 +22,7 @@ from .coco import (
     split_ids,
     write_segmentation_store,
 )
-from .instances import InstanceStoreWriter, instance_rows
+from .instances import InstanceStoreWriter, photo_instances
 
 MAX_CLASSES = 255  # class maps are uint8 with 0 = background
 
@@ -60,7 +60,7 @@ class _Context:
                  instances: bool = False):
         self.reader = image_reader(images, "")
         self.store_size, self.class_of, self.fit = store_size, class_of, fit
-        self.instance_rows = instance_rows if instances else None
+        self.photo_instances = photo_instances if instances else None
 
     def close(self) -> None:
         self.reader.close()
@@ -68,7 +68,7 @@ class _Context:
 
 def _work(ctx: _Context, item: dict):
     return segmentation_job(lambda: ctx.reader.read(item["source"]), f"{item['source']} not found in {ctx.reader.path}",
-                            item, item["id"], ctx.class_of, ctx.store_size, ctx.fit, ctx.instance_rows)
+                            item, item["id"], ctx.class_of, ctx.store_size, ctx.fit, ctx.photo_instances)
 
 
 def prepare_coco(name: str, annotations: Path, images: Path, out_dir: Path, store_size: tuple[int, int],

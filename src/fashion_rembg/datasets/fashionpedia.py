@@ -31,7 +31,7 @@ from .coco import (
     split_ids,
     write_segmentation_store,
 )
-from .instances import InstanceStoreWriter, instance_rows
+from .instances import InstanceStoreWriter, photo_instances
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class _Context:
                  fit: str = "cover", instances: bool = False):
         self.readers = {split: image_reader(path, folder) for split, (path, folder) in sources.items()}
         self.store_size, self.class_of, self.fit = store_size, class_mapping(classes), fit
-        self.instance_rows = instance_rows if instances else None
+        self.photo_instances = photo_instances if instances else None
 
     def close(self) -> None:
         for reader in self.readers.values():
@@ -95,7 +95,7 @@ def _work(ctx: _Context, item: dict):
     reader = ctx.readers[item["official"]]
     return segmentation_job(lambda: reader.read(item["file_name"]),
                             f"{item['file_name']} not found in {reader.path} (folder {reader.folder}/)",
-                            item, item["id"], ctx.class_of, ctx.store_size, ctx.fit, ctx.instance_rows)
+                            item, item["id"], ctx.class_of, ctx.store_size, ctx.fit, ctx.photo_instances)
 
 
 def prepare_fashionpedia(paths: dict[str, str], out_dir: Path, store_size: tuple[int, int], classes: str = "garments",

@@ -26,8 +26,8 @@ from pycocotools import mask as mask_utils
 
 from ..atomic import atomic_file, explain_write_errors
 from ..errors import DataError
-from .coco import annotation_rle
-from .imaging import DECODE_ERRORS, open_raw, orientation, transpose_like
+from .coco import Photo, annotation_rle, open_photo
+from .imaging import DECODE_ERRORS, transpose_like
 from .store import fit_image, to_rgb
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "InstanceStoreWriter",
     "fit_instances",
     "instance_rows",
+    "photo_instances",
 ]
 
 INSTANCES_FILE = "instances.jsonl"
@@ -97,30 +98,27 @@ def fit_instances(annotations: list[dict], height: int, width: int, class_of, st
     return instances, drops
 
 
-def instance_rows(payload: bytes | Path, width: int, height: int, annotations: list[dict], class_of,
-                  store_size: tuple[int, int], fit: str = "cover") -> tuple[np.ndarray, list[list], Counter, str]:
-    """(image row, instances, drop counts, note) of one photo; DataError if unusable.
-
-    Mirrors `coco.segmentation_rows`: the JSON's width × height says whether the annotations refer
-    to the stored pixels or the EXIF-rotated view. An image with no instance left (not even a crowd
-    region) is unusable; a crowd-only one is kept (evaluation needs it), `InstanceStore` flags it.
-    """
-    raw = open_raw(payload)
-    o = orientation(raw)
-    stored = raw.size
-    shown = (stored[1], stored[0]) if o in (5, 6, 7, 8) else stored
-    if stored == (width, height):
-        exif = o
-    elif shown == (width, height):
-        exif = 1
-    else:
-        raise DataError(f"image is {stored[0]}×{stored[1]}, the annotations say {width}×{height}")
-    instances, drops = fit_instances(annotations, height, width, class_of, store_size, fit, exif)
+def photo_instances(photo: Photo, width: int, height: int, annotations: list[dict], class_of,
+                    store_size: tuple[int, int], fit: str = "cover") -> tuple[list[list], Counter]:
+    """(instances, drop counts) of an already decoded photo (`coco.open_photo`, which says whether the
+    annotations refer to the stored pixels or the EXIF-rotated view); DataError if none is usable.
+    An image with no instance left (not even a crowd region) is unusable; a crowd-only one is kept
+    (evaluation needs it), `InstanceStore` flags it."""
+    instances, drops = fit_instances(annotations, height, width, class_of, store_size, fit, photo.annotation_exif)
     if not instances:
         why = "; ".join(f"{n} {r}" for r, n in sorted(drops.items())) or "no annotations"
         raise DataError(f"no usable instance ({why})")
+    return instances, drops
+
+
+def instance_rows(payload: bytes | Path, width: int, height: int, annotations: list[dict], class_of,
+                  store_size: tuple[int, int], fit: str = "cover") -> tuple[np.ndarray, list[list], Counter, str]:
+    """(image row, instances, drop counts, note) of one photo on its own; DataError if unusable.
+    Prepare jobs decode each photo once for both stores (`coco.segmentation_job`)."""
+    photo = open_photo(payload, width, height)
+    instances, drops = photo_instances(photo, width, height, annotations, class_of, store_size, fit)
     try:
-        rgb, note = to_rgb(raw)
+        rgb, note = to_rgb(photo.image)
     except DECODE_ERRORS as err:
         raise DataError(f"unusable image ({type(err).__name__}: {err})") from None
     image = np.asarray(fit_image(rgb, store_size, fit=fit), dtype=np.uint8)

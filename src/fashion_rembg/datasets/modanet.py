@@ -29,7 +29,7 @@ from .coco import (
     split_ids,
     write_segmentation_store,
 )
-from .instances import InstanceStoreWriter, instance_rows
+from .instances import InstanceStoreWriter, photo_instances
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ class _Context:
         self.lmdb = (Path(source) / "data.mdb").is_file()
         self.reader = LmdbReader(source) if self.lmdb else FolderReader(source, "")
         self.store_size, self.fit = store_size, fit
-        self.instance_rows = instance_rows if instances else None
+        self.photo_instances = photo_instances if instances else None
 
     def close(self) -> None:
         self.reader.close()
@@ -132,7 +132,7 @@ def _work(ctx: _Context, item: dict):
     image_id = item["image_id"]
     return segmentation_job(lambda: ctx.reader.read(image_id if ctx.lmdb else item["source"]),
                             f"id {image_id} missing from {item['missing_from']}", item, str(image_id), CLASS_OF,
-                            ctx.store_size, ctx.fit, ctx.instance_rows)
+                            ctx.store_size, ctx.fit, ctx.photo_instances)
 
 
 def image_source(images: Path) -> tuple[Path, str]:
