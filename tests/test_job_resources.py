@@ -97,7 +97,7 @@ def test_paper_bill_covers_every_training_job(tmp_path):
     runs = experiment_runs(config)
     assert rules["train_classifier"]["jobs"] == sum(task == "classification" for task, _, _ in runs)
     assert rules["train_segmenter"]["jobs"] == sum(task == "segmentation" for task, _, _ in runs)
-    assert rules["evaluate_classifier"]["jobs"] == rules["train_classifier"]["jobs"]
+    assert "evaluate_classifier" not in rules  # the run job trains and tests
     # Every architecture of the paper has a throughput row: no flat fallback limits.
     assert not rules["train_classifier"]["unknown"] and not rules["train_segmenter"]["unknown"]
     for name in ("train_classifier", "train_segmenter"):
@@ -115,12 +115,18 @@ def test_dry_run_jobs_declare_the_configured_resources(tmp_path):
     config["classification"]["seeds"] = [0]
     config["compute"].update(gpu=0, mem_mb=3000, runtime="auto", eval_runtime=7,
                              classification={"mem_mb": 5000, "threads_per_job": 2})  # fmt: skip
-    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
-    out = snakemake(tmp_path, "-n", "--workflow-profile", "none").stdout
-    assert planned_jobs(out)["train_classifier"] == 2
-    blocks = {block.split(":")[0]: block for block in out.split("\nrule ")[1:]}
-    train, evaluation = blocks["train_classifier"], blocks["evaluate_classifier"]
+
+    def train_block(eval_runtime: int) -> str:
+        config["compute"]["eval_runtime"] = eval_runtime
+        (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
+        out = snakemake(tmp_path, "-n", "--workflow-profile", "none").stdout
+        assert planned_jobs(out)["train_classifier"] == 2 and "evaluate_classifier" not in out
+        return {block.split(":")[0]: block for block in out.split("\nrule ")[1:]}["train_classifier"]
+
+    def limit(block: str) -> int:
+        return int(block.split("runtime=")[1].split(",")[0])
+
+    train = train_block(7)
     assert "threads: 2" in train and "mem_mb=5000" in train and "gpu=0" in train
-    limit = int(train.split("runtime=")[1].split(",")[0])
-    assert 10 <= limit < 30  # a tiny job: the overhead, not the flat 240-minute fallback
-    assert "mem_mb=5000" in evaluation and "runtime=7" in evaluation
+    assert 10 + 7 <= limit(train) < 30 + 7  # a tiny job: the overhead (+ its tests), not the 240-minute fallback
+    assert limit(train_block(107)) == limit(train) + 100  # the tests' minutes are added to the training limit

@@ -17,10 +17,10 @@ def test_paper_dry_run_plans_the_study(tmp_path):
     fashionpedia = tmp_path / "results" / "data" / "fashionpedia" / "manifest.tsv"
     assert len(fashionpedia.read_text().splitlines()) == FASHIONPEDIA_IMAGES + 1
     seconds, jobs, out = dry_run(tmp_path, configfile)
-    assert jobs["train_classifier"] >= 300 and jobs["evaluate_classifier"] == jobs["train_classifier"]
-    assert jobs["train_segmenter"] == jobs["evaluate_segmenter"] > 0
+    assert jobs["train_classifier"] >= 300 and "evaluate_classifier" not in jobs  # one job trains and tests
+    assert jobs["train_segmenter"] > 0
     # Instance segmentation on Fashionpedia: Mask R-CNN, scratch vs COCO init, original vs rembg, 3 seeds.
-    assert jobs["train_instance"] == jobs["evaluate_instance"] == 2 * 2 * 3
+    assert jobs["train_instance"] == 2 * 2 * 3
     assert jobs["figure_per_class_ap"] == 1 and jobs["figure_instance_examples"] == 1
     assert seconds < 10 or dry_run.cpu_seconds < 10, (seconds, dry_run.cpu_seconds)
     # Placed files are sources: nothing is re-fetched or re-prepared.

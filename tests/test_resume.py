@@ -161,3 +161,50 @@ def test_checkpoint_modified_after_writing_is_not_resumed(store, tmp_path, caplo
                          seed=3, threads=1, checkpoint_dir=tmp_path / "ckpt")  # fmt: skip
     assert "sha256 does not match" in caplog.text or "size differs" in caplog.text
     assert (tmp_path / "history.csv").read_bytes() == _fresh_history(store, tmp_path / "fresh", short)
+
+
+def test_finished_run_is_reused_only_for_the_same_inputs(store, tmp_path, caplog, monkeypatch):
+    """A rerun of a finished job (e.g. its test_on changed, so Snakemake reruns train + test) reuses
+    the trained model instead of training again, unless the training inputs changed."""
+    kwargs = dict(images=store / "images.npy", manifest=store / "manifest.tsv", classes=store / "classes.json",
+                  model_out=tmp_path / "model.pt", history_out=tmp_path / "history.csv",
+                  experiment={**EXPERIMENT, "epochs": 2}, seed=3, threads=1,
+                  checkpoint_dir=tmp_path / "ckpt")  # fmt: skip
+    train_classifier(**kwargs)
+    model, history = (tmp_path / "model.pt").read_bytes(), (tmp_path / "history.csv").read_bytes()
+    assert not (tmp_path / "ckpt" / "last.pt").exists()  # the resumable state is gone
+    assert (tmp_path / "ckpt" / "finished.pt").read_bytes() == model
+    (tmp_path / "model.pt").unlink()  # what Snakemake does before it reruns the job
+    (tmp_path / "history.csv").unlink()
+
+    import fashion_rembg.training.run as run
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again although the finished model fits")
+
+    with monkeypatch.context() as m, caplog.at_level(logging.INFO, logger="fashion_rembg.training"):
+        m.setattr(run, "fit", no_training)
+        train_classifier(**kwargs)
+    assert "reusing the trained model" in caplog.text
+    assert (tmp_path / "model.pt").read_bytes() == model and (tmp_path / "history.csv").read_bytes() == history
+
+    # New training inputs (the images rewritten, e.g. new masks): train again, never reuse.
+    _shift_mtime(store / "images.npy", +1)
+    with monkeypatch.context() as m:
+        m.setattr(run, "fit", no_training)
+        with pytest.raises(AssertionError, match="trained again"):
+            train_classifier(**kwargs)
+    # A tampered finished file is not reused either.
+    _shift_mtime(store / "images.npy", -1)
+    finished = tmp_path / "ckpt" / "finished.pt"
+    finished.unlink()
+    finished.write_bytes(model[:-1] + bytes([model[-1] ^ 1]))
+    with monkeypatch.context() as m:
+        m.setattr(run, "fit", no_training)
+        with pytest.raises(AssertionError, match="trained again"):
+            train_classifier(**kwargs)
+
+
+def _shift_mtime(path: Path, seconds: int) -> None:
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + seconds * 10**9))

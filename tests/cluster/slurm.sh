@@ -48,7 +48,7 @@ bash "$HERE/start_slurm.sh"
 srun --time=1 hostname >/dev/null
 
 "$PY" "$HERE/ci_config.py" "$WORK/tiny.yaml" "$MODE"
-SMK=("$PY" -m snakemake --snakefile "$ROOT/Snakefile" --configfile "$WORK/tiny.yaml" --until evaluate_classifier)
+SMK=("$PY" -m snakemake --snakefile "$ROOT/Snakefile" --configfile "$WORK/tiny.yaml" --until train_classifier)
 export PATH="$(dirname "$PY"):$PATH"
 
 echo "== local reference run (--cores 2), in the background while SLURM runs the same config"

@@ -24,15 +24,14 @@ def training_limit(task):
     return runtime
 
 
-def job_resources(task, stage):
-    """resources: of a training or evaluation job of `task`."""
+def job_resources(task):
+    """resources: of a run job of `task`: its training limit plus `compute.eval_runtime` for the tests."""
     merged = task_compute(COMPUTE, task)
-    if stage == "train":
-        return dict(gpu=merged["gpu"], mem_mb=merged["mem_mb"], runtime=training_limit(task))
+    train_limit = training_limit(task)
     return dict(
         gpu=merged["gpu"],
-        mem_mb=COMPUTE["eval_mem_mb"] or merged["mem_mb"],
-        runtime=lambda wildcards, attempt: COMPUTE["eval_runtime"] * attempt,
+        mem_mb=merged["mem_mb"],
+        runtime=lambda wildcards, attempt: train_limit(wildcards, attempt) + COMPUTE["eval_runtime"] * attempt,
     )
 
 

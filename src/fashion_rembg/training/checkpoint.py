@@ -10,19 +10,23 @@ import hashlib
 import io
 import json
 import logging
+import os
+import shutil
 from pathlib import Path
 from typing import Sequence
 
 import torch
 
-from fashion_rembg.atomic import write_bytes, write_json
+from fashion_rembg.atomic import atomic_file, write_bytes, write_json, write_text
 from fashion_rembg.training.loop import TRAIN_STATE_KEYS, TrainState
 
-__all__ = ["CHECKPOINT_NAME", "Checkpointer", "input_fingerprint", "load_model_payload", "model_payload"]
+__all__ = ["CHECKPOINT_NAME", "FINISHED_NAME", "Checkpointer", "input_fingerprint", "load_model_payload",
+           "model_payload"]
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_NAME = "last.pt"
+FINISHED_NAME = "finished.pt"
 
 
 def input_fingerprint(experiment: dict, seed: int, inputs: Sequence[Path | str | None]) -> str:
@@ -43,14 +47,19 @@ class Checkpointer:
     plus ``last.json``: a plain-JSON sidecar with the job fingerprint and the .pt file's sha256.
 
     It lives outside the job's declared outputs (Snakemake deletes those when a job fails), so a
-    rerun after a crash or ``kill -9`` resumes from it. Removed once the job's outputs exist.
-    The .pt file is only opened when the sidecar matches this job and the file's hash, and then
-    with ``weights_only=True``: a file planted at that path can never run code.
+    rerun after a crash or ``kill -9`` resumes from it. Once the model file exists it is replaced
+    by ``finished.pt`` (a hard link to the model file, so no extra disk while both exist) and
+    ``finished.json`` (fingerprint, hash, the history): a rerun of the same job on the same inputs,
+    e.g. after ``test_on`` changed, reuses the trained model and only runs the tests.
+    The .pt files are only used when the sidecar matches this job and the file's hash, and then
+    read with ``weights_only=True``: a file planted at that path can never run code.
     """
 
     def __init__(self, directory: Path | str, fingerprint: str) -> None:
         self.path = Path(directory) / CHECKPOINT_NAME
         self.sidecar = self.path.with_suffix(".json")
+        self.finished = Path(directory) / FINISHED_NAME
+        self.finished_sidecar = self.finished.with_suffix(".json")
         self.fingerprint = fingerprint
 
     def save(self, state: TrainState) -> None:
@@ -106,6 +115,46 @@ class Checkpointer:
             self.path.parent.rmdir()
         except OSError:
             pass
+
+    def finish(self, model_out: Path | str, history_out: Path | str) -> None:
+        """Keep the finished run (model file and history) for :meth:`reuse`; drop the resumable state."""
+        self.clear()
+        data = Path(model_out).read_bytes()
+        _link_or_copy(Path(model_out), self.finished)
+        write_json(self.finished_sidecar, {"fingerprint": self.fingerprint,
+                                           "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
+                                           "history": Path(history_out).read_text()})  # fmt: skip
+
+    def reuse(self, model_out: Path | str, history_out: Path | str) -> bool:
+        """Restore ``model_out`` and ``history_out`` from the finished run of this very job (same
+        settings, seed and training inputs); False (train) when there is none or it does not match."""
+        if not self.finished.is_file():
+            return False
+        try:
+            meta = json.loads(self.finished_sidecar.read_text())
+            fingerprint, digest, history = meta["fingerprint"], meta["sha256"], meta["history"]
+            size = int(meta["bytes"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        if fingerprint != self.fingerprint or self.finished.stat().st_size != size:
+            return False
+        if hashlib.sha256(self.finished.read_bytes()).hexdigest() != digest:
+            log.warning("not reusing %s: its sha256 does not match %s", self.finished, self.finished_sidecar.name)
+            return False
+        _link_or_copy(self.finished, Path(model_out))
+        write_text(Path(history_out), history)
+        log.info("reusing the trained model %s: same settings, seed and training inputs; only the tests run",
+                 self.finished)
+        return True
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """``dst`` as a hard link to ``src`` (a copy where links are impossible), replaced atomically."""
+    with atomic_file(dst) as tmp:
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
 
 
 # --------------------------------------------------------------------------- model files

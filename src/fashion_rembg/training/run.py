@@ -116,6 +116,11 @@ def train_run(
     """
     cfg = TrainConfig.from_experiment(experiment, seed)
     label = f"{experiment.get('id', '?')} seed {seed}"
+    ckpt = None
+    if checkpoint_dir is not None:
+        ckpt = Checkpointer(checkpoint_dir, input_fingerprint(experiment, seed, fingerprint_inputs))
+        if ckpt.reuse(model_out, history_out):
+            return {k: v for k, v in load_model_payload(model_out).items() if k != "state_dict"}
     seed_everything(seed, threads)
     device = pick_device()
     model = place_model(build_model(), device)
@@ -126,9 +131,7 @@ def train_run(
 
     train, val = feeder("train"), feeder("val")
     state = TrainState.create(model, cfg, device)
-    ckpt = None
-    if checkpoint_dir is not None:
-        ckpt = Checkpointer(checkpoint_dir, input_fingerprint(experiment, seed, fingerprint_inputs))
+    if ckpt is not None:
         ckpt.restore(state)
     fit(state, train=train, val=val, task=ops, cfg=cfg, history_path=Path(history_out),
         on_epoch_end=ckpt.save if ckpt else None, label=label)  # fmt: skip
@@ -144,7 +147,7 @@ def train_run(
     payload["train_score"] = round(float(fit_tracker.score()), 6)
     save_torch(Path(model_out), payload)
     if ckpt is not None:
-        ckpt.clear()
+        ckpt.finish(model_out, history_out)
     return {k: v for k, v in payload.items() if k != "state_dict"}
 
 
