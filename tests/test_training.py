@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -99,6 +101,24 @@ def test_write_json_sorted_and_stable(tmp_path):
     write_json(p, {"b": np.float32(0.5), "a": [np.int64(1)]})
     assert p.read_text() == '{\n  "a": [\n    1\n  ],\n  "b": 0.5\n}\n'
     assert [f.name for f in p.parent.iterdir()] == ["m.json"]  # no temp files left behind
+
+
+def test_seed_everything_forces_deterministic_kernels_without_loading_inductor():
+    # A fresh process: this one may have loaded inductor already (ONNX export does).
+    code = """
+import sys, torch
+from fashion_rembg.training.loop import seed_everything, set_deterministic
+seed_everything(0)
+assert torch.are_deterministic_algorithms_enabled()
+assert "torch._inductor" not in sys.modules, "inductor was imported"
+import torch._inductor.config as inductor_config
+set_deterministic(False)
+assert not torch.are_deterministic_algorithms_enabled() and inductor_config.deterministic is False
+set_deterministic(True)
+assert torch.are_deterministic_algorithms_enabled() and inductor_config.deterministic is True
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
 
 
 def test_train_config_validates_axes():
