@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from training_helpers import CLS_EXPERIMENT, make_classification_store, train_an
 TESTS = Path(__file__).resolve().parent
 # Dropout (global RNG), RandAugment (per-epoch generator), BN and a cosine schedule all resume.
 EXPERIMENT = {**CLS_EXPERIMENT, "epochs": 4, "dropout": 0.3, "augment": "randaugment"}
+SHORT = {**EXPERIMENT, "epochs": 2}
 
 DRIVER = """
 import os, signal, sys
@@ -58,6 +60,24 @@ def store(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
+def killed_short(store, tmp_path_factory) -> Path:
+    """SHORT killed (kill -9) right after checkpointing epoch 1; tests work on copies (copy_killed)."""
+    out = tmp_path_factory.mktemp("killed_short")
+    _kill_after(store, out, epoch=1, experiment=SHORT)
+    return out
+
+
+def copy_killed(killed: Path, dest: Path) -> None:
+    shutil.copytree(killed, dest, dirs_exist_ok=True)
+
+
+@pytest.fixture(scope="module")
+def fresh_short_history(store, tmp_path_factory) -> bytes:
+    """history.csv of SHORT trained uninterrupted, no checkpoint (what a run that starts over writes)."""
+    return _fresh_history(store, tmp_path_factory.mktemp("fresh_short"), SHORT)
+
+
+@pytest.fixture(scope="module")
 def reference(store, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("reference")
     train_and_evaluate_cls(store, out, seed=3, **{k: v for k, v in EXPERIMENT.items() if k in CLS_EXPERIMENT})
@@ -84,9 +104,9 @@ def test_killed_run_resumes_and_matches_uninterrupted_run(store, reference, tmp_
     assert not ckpt.exists()  # removed once the outputs exist
 
 
-def test_checkpoint_of_other_settings_is_not_resumed(store, tmp_path, caplog):
-    _kill_after(store, tmp_path, epoch=1)
-    changed = {**EXPERIMENT, "lr": 0.02, "epochs": 2}
+def test_checkpoint_of_other_settings_is_not_resumed(store, killed_short, tmp_path, caplog):
+    copy_killed(killed_short, tmp_path)
+    changed = {**SHORT, "lr": 0.02}  # the checkpoint's run, another learning rate
     kwargs = dict(images=store / "images.npy", manifest=store / "manifest.tsv", classes=store / "classes.json",
                   history_out=tmp_path / "history.csv", seed=3, threads=1)  # fmt: skip
     with caplog.at_level(logging.INFO, logger="fashion_rembg.training"):
@@ -121,12 +141,12 @@ def _fresh_history(store: Path, out: Path, experiment: dict) -> bytes:
 
 
 @pytest.mark.parametrize("forge_sidecar", [False, True], ids=["planted-pt", "planted-pt-and-forged-sidecar"])
-def test_planted_checkpoint_never_runs_code(store, tmp_path, caplog, forge_sidecar):
-    short = {**EXPERIMENT, "epochs": 2}
+def test_planted_checkpoint_never_runs_code(store, killed_short, fresh_short_history, tmp_path, caplog,
+                                           forge_sidecar):
     ckpt_dir = tmp_path / "ckpt"
     marker = tmp_path / "marker"
     if forge_sidecar:  # a genuine sidecar of this very job, its hash rewritten to fit the planted file
-        _kill_after(store, tmp_path, epoch=1, experiment=short)
+        copy_killed(killed_short, tmp_path)
         _plant_payload(ckpt_dir / "last.pt", marker)
         meta = json.loads((ckpt_dir / "last.json").read_text())
         planted = (ckpt_dir / "last.pt").read_bytes()
@@ -137,30 +157,29 @@ def test_planted_checkpoint_never_runs_code(store, tmp_path, caplog, forge_sidec
         _plant_payload(ckpt_dir / "last.pt", marker)
     with caplog.at_level(logging.INFO, logger="fashion_rembg.training"):
         train_classifier(images=store / "images.npy", manifest=store / "manifest.tsv", classes=store / "classes.json",
-                         model_out=tmp_path / "model.pt", history_out=tmp_path / "history.csv", experiment=short,
+                         model_out=tmp_path / "model.pt", history_out=tmp_path / "history.csv", experiment=SHORT,
                          seed=3, threads=1, checkpoint_dir=ckpt_dir)  # fmt: skip
     assert not marker.exists()  # nothing ran
     assert "not resuming from checkpoint" in caplog.text and "starting over from epoch 1" in caplog.text
-    assert (tmp_path / "history.csv").read_bytes() == _fresh_history(store, tmp_path / "fresh", short)
+    assert (tmp_path / "history.csv").read_bytes() == fresh_short_history
     # The payload is live: the old weights_only=False load would have run it.
     _plant_payload(tmp_path / "probe.pt", marker)
     torch.load(tmp_path / "probe.pt", weights_only=False)
     assert marker.read_text() == "pwned"
 
 
-def test_checkpoint_modified_after_writing_is_not_resumed(store, tmp_path, caplog):
-    short = {**EXPERIMENT, "epochs": 2}
-    _kill_after(store, tmp_path, epoch=1, experiment=short)
+def test_checkpoint_modified_after_writing_is_not_resumed(store, killed_short, fresh_short_history, tmp_path, caplog):
+    copy_killed(killed_short, tmp_path)
     pt = tmp_path / "ckpt" / "last.pt"
     state = torch.load(pt, weights_only=True)
     state["best_score"] = 99.0  # tampered, still tensors/plain values
     torch.save(state, pt)
     with caplog.at_level(logging.INFO, logger="fashion_rembg.training"):
         train_classifier(images=store / "images.npy", manifest=store / "manifest.tsv", classes=store / "classes.json",
-                         model_out=tmp_path / "model.pt", history_out=tmp_path / "history.csv", experiment=short,
+                         model_out=tmp_path / "model.pt", history_out=tmp_path / "history.csv", experiment=SHORT,
                          seed=3, threads=1, checkpoint_dir=tmp_path / "ckpt")  # fmt: skip
     assert "sha256 does not match" in caplog.text or "size differs" in caplog.text
-    assert (tmp_path / "history.csv").read_bytes() == _fresh_history(store, tmp_path / "fresh", short)
+    assert (tmp_path / "history.csv").read_bytes() == fresh_short_history
 
 
 def test_finished_run_is_reused_only_for_the_same_inputs(store, tmp_path, caplog, monkeypatch):
