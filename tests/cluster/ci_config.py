@@ -15,7 +15,10 @@ config = tiny_config()
 config["segmentation"]["enabled"] = False
 config["classification"]["seeds"] = [0]
 config["classification"]["grid"]["epochs"] = 10  # long enough to requeue the job mid-training
-config["saliency"]["standin"]["epochs"] = 2  # mask quality is not what this checks
+# Mask quality is not what this checks: the smallest stand-in SOD training (its job is on the SLURM
+# run's critical path), and the fewest ModaNet look-alikes the schema allows (segmentation is off).
+config["saliency"]["standin"]["epochs"] = 1
+config["demo"].update(sod_train=10, modanet_train=10, modanet_val=1)
 config["compute"].update(mem_mb=1000, threads_per_job=1, prepare_threads=1)  # a 2-CPU node
 if "--time-limit" in sys.argv[2:]:
     config["classification"]["grid"]["epochs"] = 600
