@@ -29,6 +29,56 @@ def test_input_size_is_read_from_the_graph_without_running_it(tmp_path):
         onnx_input_size(tmp_path / "c.onnx")
 
 
+def _reference_input_size(path):
+    """What the onnx package itself reads (the wire-format reader must agree with it)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    initializers = {init.name for init in model.graph.initializer}
+    dims = next(i for i in model.graph.input if i.name not in initializers).type.tensor_type.shape.dim
+    return len(dims), tuple(d.dim_value if d.HasField("dim_value") else None for d in dims[2:])
+
+
+def _model(path, dims, initializer_inputs=False):
+    """Sigmoid(x + b) with input dims `dims`; b an initializer, also listed as a graph input (IR < 4 style)."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    b = helper.make_tensor("b", TensorProto.FLOAT, [1], [0.5])
+    b_info = helper.make_tensor_value_info("b", TensorProto.FLOAT, [1])
+    nodes = [helper.make_node("Add", ["x", "b"], ["s"]), helper.make_node("Sigmoid", ["s"], ["y"])]
+    inputs = [b_info, x] if initializer_inputs else [x]
+    graph = helper.make_graph(nodes, "g", inputs, [y], initializer=[b], doc_string="d" * 300)
+    save(helper.make_model(graph, producer_name="tests"), str(path))
+    return path
+
+
+@pytest.mark.parametrize("dims, initializer_inputs", [
+    ([1, 3, 320, 320], False), ([None, 3, 1024, 768], True), (["N", 3, "H", 512], True), ([1, 3, 0, -1], False),
+])  # fmt: skip
+def test_input_size_reader_agrees_with_onnx(tmp_path, dims, initializer_inputs):
+    path = _model(tmp_path / "m.onnx", dims, initializer_inputs)
+    rank, sides = _reference_input_size(path)
+    assert rank == 4 and onnx_input_size(path) == sides
+    assert onnx_input_size(conv_model(tmp_path / "c.onnx", 320)) == _reference_input_size(tmp_path / "c.onnx")[1]
+
+
+def test_input_size_reader_errors_name_the_file(tmp_path):
+    with pytest.raises(ConfigError, match="m.onnx: input 'x' has 3 axes"):
+        onnx_input_size(_model(tmp_path / "m.onnx", [3, 320, 320]))
+    whole = _model(tmp_path / "whole.onnx", [1, 3, 320, 320]).read_bytes()
+    (tmp_path / "cut.onnx").write_bytes(whole[: len(whole) - 40])  # truncated inside the graph
+    with pytest.raises(ConfigError, match="cut.onnx: not a readable ONNX model"):
+        onnx_input_size(tmp_path / "cut.onnx")
+    (tmp_path / "empty.onnx").write_bytes(b"")
+    with pytest.raises(ConfigError, match="empty.onnx: not a readable ONNX model"):
+        onnx_input_size(tmp_path / "empty.onnx")
+    x = helper.make_tensor_value_info("b", TensorProto.FLOAT, [1])
+    graph = helper.make_graph([], "g", [x], [x], initializer=[helper.make_tensor("b", TensorProto.FLOAT, [1], [1.0])])
+    save(helper.make_model(graph), str(tmp_path / "none.onnx"))
+    with pytest.raises(ConfigError, match="none.onnx: the ONNX graph has no input"):
+        onnx_input_size(tmp_path / "none.onnx")
+
+
 def test_contract_mismatch_says_which_contract_fits(tmp_path):
     big = conv_model(tmp_path / "big.onnx", 1024)
     assert custom_contract_problem("mine", big, "dis") is None

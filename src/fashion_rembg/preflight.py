@@ -49,23 +49,74 @@ def used_sods(config: dict) -> list[str]:
     return sorted(sods - {ORACLE})
 
 
-def onnx_input_size(path: str | Path) -> tuple[int | None, int | None]:
-    """(height, width) of an ONNX model's first graph input, read without running it (None: dynamic)."""
-    import onnx  # only when a custom model file is there
+def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = buf[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
 
+
+def _fields(buf: memoryview) -> list[tuple[int, int | memoryview]]:
+    """(field number, value) of one protobuf message: varints as ints, length-delimited fields as views."""
+    fields, pos = [], 0
+    while pos < len(buf):
+        key, pos = _varint(buf, pos)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, pos = _varint(buf, pos)
+        elif wire == 2:
+            size, pos = _varint(buf, pos)
+            value, pos = buf[pos : pos + size], pos + size
+        elif wire in (1, 5):  # fixed 64 / 32 bits
+            value, pos = buf[pos : pos + (8 if wire == 1 else 4)], pos + (8 if wire == 1 else 4)
+        else:
+            raise ValueError(f"wire type {wire} at byte {pos}")
+        if number == 0 or pos > len(buf):
+            raise ValueError("truncated or not a protobuf message")
+        fields.append((number, value))
+    return fields
+
+
+def _sub(fields: list, number: int) -> list:
+    """Fields of the embedded message `number` (absent: empty; repeated: merged, as protobuf does)."""
+    return [field for n, value in fields if n == number for field in _fields(value)]
+
+
+def _last(fields: list, number: int, default=None):
+    values = [value for n, value in fields if n == number]
+    return values[-1] if values else default
+
+
+def onnx_input_size(path: str | Path) -> tuple[int | None, int | None]:
+    """(height, width) of an ONNX model's first graph input, read without running it (None: dynamic).
+
+    Read straight from the protobuf wire format (ModelProto.graph → GraphProto.input, minus its
+    initializers → TypeProto.tensor_type.shape.dim): `import onnx` alone costs ~1.5 CPU-s, and this
+    runs at every Snakemake start (each SLURM job's too) once a custom model file is there.
+    """
     try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as err:  # a broken file: onnx raises DecodeError and friends
+        model = _fields(memoryview(Path(path).read_bytes()))
+        if not any(n == 7 for n, _ in model):
+            raise ValueError("no graph")
+        graph = _sub(model, 7)  # ModelProto.graph
+        initializers = {bytes(_last(_fields(t), 8, b"")).decode() for n, t in graph if n == 5}  # TensorProto.name
+        inputs = [info for info in (_fields(v) for n, v in graph if n == 11)  # ValueInfoProto: name 1, type 2
+                  if bytes(_last(info, 1, b"")).decode() not in initializers]  # fmt: skip
+        if inputs:  # TypeProto.tensor_type (1) → Tensor.shape (2) → TensorShapeProto.dim (1)
+            dims = [_fields(d) for n, d in _sub(_sub(_sub(inputs[0], 2), 1), 2) if n == 1]
+    except (ValueError, IndexError, TypeError, UnicodeDecodeError) as err:  # not protobuf, or not an ONNX model
         raise ConfigError(f"{path}: not a readable ONNX model ({type(err).__name__}: {err})") from None
-    initializers = {init.name for init in model.graph.initializer}
-    inputs = [i for i in model.graph.input if i.name not in initializers]
     if not inputs:
         raise ConfigError(f"{path}: the ONNX graph has no input")
-    dims = inputs[0].type.tensor_type.shape.dim
+    name = bytes(_last(inputs[0], 1, b"")).decode()
     if len(dims) != 4:
-        raise ConfigError(f"{path}: input {inputs[0].name!r} has {len(dims)} axes; rembg feeds [N, 3, H, W]")
-    sides = [d.dim_value if d.HasField("dim_value") else None for d in dims[2:]]
-    return sides[0], sides[1]
+        raise ConfigError(f"{path}: input {name!r} has {len(dims)} axes; rembg feeds [N, 3, H, W]")
+    sides = [_last(d, 1) for d in dims[2:]]  # Dimension.dim_value (int64); dim_param instead: dynamic
+    return tuple(None if v is None else v - 2**64 if v >= 2**63 else v for v in sides)
 
 
 def custom_contract_problem(name: str, path: str | Path, contract: str) -> str | None:
