@@ -3,19 +3,22 @@ file), the three segmentation encodings and crowd regions, the exact 46 categori
 prepare code (as workflow/scripts/prepare_fashionpedia.py calls it) giving class maps that agree with
 the generator's own masks."""
 import hashlib
+import inspect
 import json
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from PIL import Image
 from pycocotools import mask as mask_utils
 
 from fashion_rembg.datasets.fashionpedia import CATEGORIES, GARMENTS, prepare_fashionpedia
 from fashion_rembg.datasets.store import fit_image, read_manifest
 from fashion_rembg.demo import demo_settings, fashionpedia_settings, generate_demo, generate_fashionpedia
-from fashion_rembg.demo.fashionpedia import fashionpedia_image
+from fashion_rembg.demo.fashionpedia import EXTRAS, fashionpedia_image
 
 ARGS = dict(seed=3, train=14, val=5, test_unlabelled=3, size=(96, 144), clutter=0.7)
 STORE_SIZE = (48, 32)
@@ -196,3 +199,56 @@ def test_config_block_splits_between_the_generators(tmp_path):
     generate_demo(tmp_path / "demo", **demo_settings(demo))  # both accept their share of the block
     counts = generate_fashionpedia(tmp_path / "demo" / "fashionpedia", **fashionpedia_settings(demo))
     assert counts["train_images"] == 3 and (tmp_path / "demo" / "FashionStyle14_v1" / "train.csv").is_file()
+
+
+def _garments(pic):
+    return [CATEGORIES[cat].split(",")[0] for cat, _, _ in pic.instances if cat < GARMENTS]
+
+
+def test_extras_keep_only_the_listed_optional_garments_and_close_ups_enlarge_them():
+    main = {"shirt", "top", "pants", "shorts", "skirt", "dress"}
+    images = [(official, i) for official in ("train", "val") for i in range(12)]
+    everything = [fashionpedia_image(5, o, i, (96, 144), 0.7) for o, i in images]
+    assert {g for pic in everything for g in _garments(pic)} - main >= {"shoe", "bag"}  # null: all extras
+    only_main = [fashionpedia_image(5, o, i, (96, 144), 0.7, extras=()) for o, i in images]
+    assert all(set(_garments(pic)) <= main and _garments(pic) for pic in only_main)
+    with_shoes = [fashionpedia_image(5, o, i, (96, 144), 0.7, extras=("shoe",)) for o, i in images]
+    assert {g for pic in with_shoes for g in _garments(pic)} - main == {"shoe"}
+    for full, reduced in zip(everything, only_main):  # the same figure and backdrop, minus its extras
+        assert full.img.size == reduced.img.size
+        assert [g for g in _garments(full) if g in main] == _garments(reduced)
+    close = [fashionpedia_image(5, o, i, (96, 144), 0.7, extras=(), close_up=1.0) for o, i in images]
+
+    def mean_area(pics):
+        return np.mean([mask.sum() for pic in pics for cat, mask, _ in pic.instances if cat < GARMENTS])
+
+    assert mean_area(close) > 1.3 * mean_area(only_main)
+
+
+def test_extras_and_close_up_reach_the_files_and_are_checked(tmp_path):
+    args = ARGS | {"train": 6, "val": 2, "test_unlabelled": 0, "extras": ["bag", "shoe"], "close_up": 0.5}
+    generate_fashionpedia(tmp_path / "fp", **args)
+    info = json.loads((tmp_path / "fp" / "demo_info.json").read_text())
+    assert info["args"]["extras"] == ["shoe", "bag"] and info["args"]["close_up"] == 0.5
+    doc = _load(tmp_path / "fp", "train")
+    assert [c["id"] for c in doc["categories"]] == list(range(46))  # the real categories, drawn or not
+    drawn = {CATEGORIES[a["category_id"]].split(",")[0] for a in doc["annotations"] if a["category_id"] < GARMENTS}
+    assert drawn <= {"shirt", "top", "pants", "shorts", "skirt", "dress", "shoe", "bag"}
+    with pytest.raises(ValueError, match="extras"):
+        generate_fashionpedia(tmp_path / "x", **(args | {"extras": ["cape"]}))
+    with pytest.raises(ValueError, match="extras"):
+        generate_fashionpedia(tmp_path / "x", **(args | {"extras": "shoe"}))
+    with pytest.raises(ValueError, match="close_up"):
+        generate_fashionpedia(tmp_path / "x", **(args | {"close_up": 1.5}))
+
+
+def test_schema_defaults_and_extras_are_the_generators():
+    schema = yaml.safe_load((Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml").read_text())
+    block = schema["properties"]["demo"]["properties"]["fashionpedia"]["properties"]
+    defaults = {k: p.default for k, p in inspect.signature(generate_fashionpedia).parameters.items()
+                if p.default is not inspect.Parameter.empty}
+    for key, spec in block.items():
+        if "default" in spec:
+            expected = list(defaults[key]) if isinstance(defaults[key], tuple) else defaults[key]
+            assert spec["default"] == expected, key
+    assert block["extras"]["anyOf"][1]["items"]["enum"] == list(EXTRAS)

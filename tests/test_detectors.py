@@ -13,6 +13,7 @@ from fashion_rembg.models.detectors import (
     build_instance_model,
     coco_weights_file,
     coco_weights_provenance,
+    model_settings,
 )
 from fashion_rembg.models.weights import weights_file, write_standin_weights
 
@@ -27,10 +28,23 @@ def test_coco_file_names_match_torchvision():
 def test_toy_images_get_fewer_proposals_and_rois():
     toy = build_instance_model("maskrcnn_resnet18_fpn", 3, image_size=(64, 96))
     photo = build_instance_model("maskrcnn_resnet18_fpn", 3, image_size=(512, 384))
-    override = build_instance_model("maskrcnn_resnet18_fpn", 3, image_size=(64, 96), box_batch_size_per_image=32)
-    assert toy.roi_heads.fg_bg_sampler.batch_size_per_image == 64 and toy.rpn._post_nms_top_n["training"] == 300
+    override = build_instance_model("maskrcnn_resnet18_fpn", 3, image_size=(64, 96), box_batch_size_per_image=16)
+    assert toy.roi_heads.fg_bg_sampler.batch_size_per_image == 32 and toy.rpn._post_nms_top_n["training"] == 300
     assert photo.roi_heads.fg_bg_sampler.batch_size_per_image == 512  # torchvision's default
-    assert override.roi_heads.fg_bg_sampler.batch_size_per_image == 32
+    assert override.roi_heads.fg_bg_sampler.batch_size_per_image == 16
+
+
+def test_toy_images_get_narrower_heads_and_the_settings_say_so():
+    toy = build_instance_model("maskrcnn_resnet18_fpn", 3, image_size=(64, 96))
+    photo = build_instance_model("maskrcnn_resnet18_fpn", 3, image_size=(512, 384))
+    for model, arch, size in ((toy, "maskrcnn_resnet18_fpn", (64, 96)), (photo, "maskrcnn_resnet18_fpn", (512, 384))):
+        settings = model_settings(arch, size)
+        assert model.backbone.out_channels == settings["fpn_channels"]
+        assert model.roi_heads.mask_roi_pool.output_size == (settings["mask_roi_size"],) * 2
+        assert model.roi_heads.mask_head[-1][0].out_channels == settings["mask_head_convs"][-1]
+    assert toy.backbone.out_channels == 64 and photo.backbone.out_channels == 128
+    assert toy.roi_heads.mask_roi_pool.output_size == (7, 7) and photo.roi_heads.mask_roi_pool.output_size == (14, 14)
+    assert "fpn_channels" not in model_settings("maskrcnn_resnet50_fpn_v2", (64, 96))  # torchvision's heads
 
 
 def test_anchor_sizes_follow_the_image():

@@ -90,7 +90,7 @@ def test_run_writes_history_metrics_and_rescorable_coco_files(reference):
     assert metrics["experiment"]["id"] == "inst-test" and metrics["classes"] == ["background", "red", "blue"]
     own = metrics["metrics"]
     assert 0 <= own["segm_ap"] <= 1 and 0 <= own["bbox_ap"] <= 1 and set(own["per_class_segm_ap"]) <= {"red", "blue"}
-    assert own["model_settings"]["fpn_channels"] == 128
+    assert own["model_settings"]["fpn_channels"] == 64 and own["model_settings"]["mask_roi_size"] == 7  # toy heads
     assert [c["key"] for c in metrics["cross"]] == ["original", "rembg"]
     with np.load(out / "predictions.npz") as npz:
         assert npz["ids"].tolist() == ["img8", "img9"] and npz["conditions"].tolist() == ["original", "rembg"]

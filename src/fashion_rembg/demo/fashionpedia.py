@@ -36,7 +36,7 @@ from .scenes import background_spec, render_image
 from .styles import FS14_STYLES, sample_outfit
 from .writers import _LICENSES, JPEG_QUALITY, _jpeg_bytes, _png_write, mask_polygons, stream_rng
 
-__all__ = ["FASHIONPEDIA_CATEGORIES", "FashionpediaImage", "fashionpedia_image", "generate_fashionpedia"]
+__all__ = ["EXTRAS", "FASHIONPEDIA_CATEGORIES", "FashionpediaImage", "fashionpedia_image", "generate_fashionpedia"]
 
 _STREAM_FASHIONPEDIA, _STREAM_FASHIONPEDIA_NAMES = 6, 7  # after writers' streams 1-5
 _OFFICIAL = {"train": 0, "val": 1, "test": 2}  # stream index of each official split
@@ -55,6 +55,21 @@ _ATTRIBUTES = {
     "sleeveless": 160, "short (length)": 161, "elbow-length": 162, "wrist-length": 164,
     "tight (fit)": 137, "loose (fit)": 139, "plain (pattern)": 317, "stripe": 326,
 }
+# What a figure may wear besides its main outfit (top with a bottom, or a dress): Fashionpedia short
+# name -> the outfit entry that draws it (the ``extras`` argument keeps a subset).
+EXTRAS = ("jacket", "coat", "shoe", "bag", "belt", "hat", "headband", "glasses", "scarf", "tie")
+
+
+def _extra_category(key: str, outfit: dict) -> str | None:
+    """Fashionpedia short name of an optional outfit entry (None: part of the main outfit)."""
+    if key == "outer":
+        return "coat" if outfit["outer"]["len"] == "long" else "jacket"
+    if key == "hat":
+        return "headband" if outfit["hat"]["kind"] == "bow" else "hat"
+    return {"shoes": "shoe", "bag": "bag", "belt": "belt", "sunglasses": "glasses", "scarf": "scarf",
+            "tie": "tie"}.get(key)
+
+
 _SKIRT_LEN = {"mini": "mini (length)", "knee": "knee (length)", "midi": "midi", "maxi": "maxi (length)"}
 _SLEEVE_LEN = {"none": "sleeveless", "short": "short (length)", "elbow": "elbow-length", "long": "wrist-length"}
 
@@ -126,15 +141,19 @@ def _parts(fig: Figure, W: int, H: int, cat: int, visible: np.ndarray, outfit: d
 
 
 def fashionpedia_image(seed: int, official: str, index: int, size: tuple[int, int], clutter: float,
-                       min_area: int = 12) -> FashionpediaImage:
-    """The ``index``-th image of an official split (``train``/``val``/``test``), about ``size`` (W, H)."""
+                       min_area: int = 12, extras=None, close_up: float = 0.05) -> FashionpediaImage:
+    """The ``index``-th image of an official split (``train``/``val``/``test``), about ``size`` (W, H).
+    ``extras``: the optional garments (``EXTRAS``) figures may wear, None = all; ``close_up``: share
+    of close-ups (feet out of frame, garments larger)."""
     rng = stream_rng(seed, _STREAM_FASHIONPEDIA, _OFFICIAL[official], index, 0)
     rng_bg = stream_rng(seed, _STREAM_FASHIONPEDIA, _OFFICIAL[official], index, 1)
     W = int(round(size[0] * rng.uniform(0.8, 1.0)))  # sizes vary, as in the real set
     H = int(round(size[1] * rng.uniform(0.8, 1.0)))
     outfit = sample_outfit(rng, int(rng.integers(len(FS14_STYLES))), boost_accessories=True)
+    if extras is not None:  # dropped after sampling: the rest of the outfit is the one extras=None gives
+        outfit = {k: v for k, v in outfit.items() if _extra_category(k, outfit) in (None, *extras)}
     img, fg, P = render_image(rng, rng_bg, W, H, outfit, background_spec(rng_bg, None, 0.0), clutter,
-                              zoom=rng.random() < 0.05)
+                              zoom=rng.random() < close_up)
     lab = np.asarray(P.label)
     instances, ties_seen = [], 0
     for ins in P.inst:
@@ -247,15 +266,23 @@ def _prepare(out: Path) -> None:
 
 def generate_fashionpedia(out_dir, *, seed: int = 0, train: int = 120, val: int = 30, test_unlabelled: int = 10,
                           size: tuple[int, int] = (128, 192), clutter: float = 0.7, crowd_only_images: int = 1,
-                          min_area: int = 12) -> dict:
+                          min_area: int = 12, extras=None, close_up: float = 0.05) -> dict:
     """Write the Fashionpedia look-alike into ``out_dir`` (see the module doc); returns its counts (also in
-    ``out_dir/demo_info.json``). Identical arguments give byte-identical files."""
+    ``out_dir/demo_info.json``). Identical arguments give byte-identical files.
+
+    ``extras``: the optional garments figures may wear besides their main outfit, a subset of ``EXTRAS``
+    (None: all; ``[]``: the main outfit only); ``close_up``: the share of close-ups (feet out of frame)."""
     seed = _check_int("seed", seed, 0)
     train, val = _check_int("train", train, 1), _check_int("val", val, 1)
     test_unlabelled = _check_int("test_unlabelled", test_unlabelled, 0)
     crowd_only_images = _check_int("crowd_only_images", crowd_only_images, 0, train - 1)
     min_area = _check_int("min_area", min_area, 1)
     clutter = _check_unit("clutter", clutter)
+    close_up = _check_unit("close_up", close_up)
+    if extras is not None:
+        if isinstance(extras, str) or not all(e in EXTRAS for e in extras):
+            raise ValueError(f"generate_fashionpedia: extras must be a list of {list(EXTRAS)} or None, got {extras!r}")
+        extras = sorted(set(extras), key=EXTRAS.index)
     if len(size) != 2:
         raise ValueError(f"generate_fashionpedia: size must be [width, height], got {size!r}")
     size = (_check_int("size[0]", size[0], 32), _check_int("size[1]", size[1], 32))
@@ -275,7 +302,7 @@ def generate_fashionpedia(out_dir, *, seed: int = 0, train: int = 120, val: int 
         (out / "truth" / folder).mkdir(parents=True, exist_ok=True)
         for image_id, number in enumerate(names[official]):  # ids restart at 0 in each file
             file_name = f"{int(number):012d}.jpg"
-            pic = fashionpedia_image(seed, official, image_id, size, clutter, min_area)
+            pic = fashionpedia_image(seed, official, image_id, size, clutter, min_area, extras, close_up)
             blobs[folder][file_name] = _jpeg_bytes(pic.img)
             _png_write(pic.foreground, out / "truth" / folder / file_name.replace(".jpg", ".png"))
             rng = stream_rng(seed, _STREAM_FASHIONPEDIA, _OFFICIAL[official], image_id, 2)
@@ -304,7 +331,7 @@ def generate_fashionpedia(out_dir, *, seed: int = 0, train: int = 120, val: int 
                "annotations": {k: len(docs[k][1]) for k in ("train", "val")}}
     args = {"seed": seed, "train": train, "val": val, "test_unlabelled": test_unlabelled, "size": list(size),
             "clutter": clutter, "crowd_only_images": crowd_only_images, "min_area": min_area,
-            "jpeg_quality": JPEG_QUALITY}
+            "extras": extras, "close_up": close_up, "jpeg_quality": JPEG_QUALITY}
     info = {"generator": "fashion_rembg.demo.fashionpedia", "format_version": 1, "args": args, "counts": counts}
     (out / "demo_info.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
     return counts

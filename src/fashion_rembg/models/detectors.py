@@ -24,8 +24,9 @@ from ..errors import ConfigError, PipelineError
 from .names import INSTANCE_BACKBONES
 from .weights import COCO_WEIGHT_FILES, TORCHVISION_BASE_URL, load_imagenet_state_dict
 
-__all__ = ["COCO_WEIGHT_FILES", "INSTANCE_ARCHS", "anchor_sizes", "build_instance_model", "coco_weights_file",
-           "coco_weights_provenance", "load_coco_state_dict", "model_settings"]
+__all__ = ["COCO_WEIGHT_FILES", "INSTANCE_ARCHS", "LIGHT_HEADS", "TOY_HEADS", "TOY_SETTINGS", "anchor_sizes",
+           "build_instance_model", "coco_weights_file", "coco_weights_provenance", "load_coco_state_dict",
+           "model_settings"]
 
 # arch → ResNet depth of its backbone.
 INSTANCE_ARCHS: dict[str, str] = INSTANCE_BACKBONES
@@ -47,13 +48,22 @@ def anchor_sizes(image_size: tuple[int, int]) -> tuple[tuple[int, ...], ...]:
 # RoIs per image (≤ 128 positives) are sized for 800-pixel photos with many objects.
 TOY_SIDE = 256
 TOY_SETTINGS = {"rpn_pre_nms_top_n_train": 600, "rpn_post_nms_top_n_train": 300, "rpn_pre_nms_top_n_test": 300,
-                "rpn_post_nms_top_n_test": 150, "box_batch_size_per_image": 64, "box_detections_per_img": 50}
+                "rpn_post_nms_top_n_test": 150, "box_batch_size_per_image": 32, "box_detections_per_img": 50}
 
 
 # The light archs (ResNet-18/34) get light heads too: with torchvision's 256-channel FPN and 4-conv
 # mask head, the heads cost several times the backbone on toy images (1.8 CPU-s per 96×64 image
 # and step for ResNet-18). The v2 paper model keeps torchvision's heads unchanged.
-LIGHT_HEADS = {"fpn_channels": 128, "mask_head_convs": [128, 128], "box_representation": 256}
+# mask_roi_size: the mask head's RoI features (torchvision: 14, masks predicted at 28×28).
+LIGHT_HEADS = {"fpn_channels": 128, "mask_head_convs": [128, 128], "box_representation": 256, "mask_roi_size": 14}
+# ... and on toy-sized images narrower still: there a garment spans 20-60 pixels, so 14×14 masks
+# from 7×7 RoI features resolve it, and the heads cost a third of what LIGHT_HEADS do (the
+# backbone is then about half of a training step).
+TOY_HEADS = {"fpn_channels": 64, "mask_head_convs": [64, 64], "mask_roi_size": 7}
+
+
+def _toy(image_size: tuple[int, int]) -> bool:
+    return min(int(image_size[0]), int(image_size[1])) < TOY_SIDE
 
 
 def model_settings(arch: str, image_size: tuple[int, int]) -> dict:
@@ -62,7 +72,9 @@ def model_settings(arch: str, image_size: tuple[int, int]) -> dict:
     settings = {"anchor_sizes": [s[0] for s in anchor_sizes(image_size)]}
     if not arch.endswith("_v2"):
         settings.update(LIGHT_HEADS)
-    if min(int(image_size[0]), int(image_size[1])) < TOY_SIDE:
+        if _toy(image_size):
+            settings.update(TOY_HEADS)
+    if _toy(image_size):
         settings.update(TOY_SETTINGS)
     return settings
 
@@ -130,6 +142,7 @@ def build_instance_model(arch: str, num_classes: int, init: str = "scratch", tor
     from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
     from torchvision.models.detection.faster_rcnn import FastRCNNConvFCHead, FastRCNNPredictor, RPNHead, TwoMLPHead
     from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
+    from torchvision.ops import MultiScaleRoIAlign
     from torchvision.ops.feature_pyramid_network import FeaturePyramidNetwork, LastLevelMaxPool
 
     if arch not in INSTANCE_ARCHS:
@@ -160,15 +173,17 @@ def build_instance_model(arch: str, num_classes: int, init: str = "scratch", tor
     height, width = int(image_size[0]), int(image_size[1])
     anchors = AnchorGenerator(anchor_sizes((height, width)), ((0.5, 1.0, 2.0),) * 5)
     extra = {}
-    if not arch.endswith("_v2"):  # light FPN and heads (LIGHT_HEADS); predictors sized to match
-        channels, convs = LIGHT_HEADS["fpn_channels"], LIGHT_HEADS["mask_head_convs"]
+    if not arch.endswith("_v2"):  # light FPN and heads (LIGHT_HEADS / TOY_HEADS); predictors sized to match
+        heads = model_settings(arch, (height, width))
+        channels, convs = heads["fpn_channels"], heads["mask_head_convs"]
         backbone.fpn = FeaturePyramidNetwork([block[0].in_channels for block in backbone.fpn.inner_blocks], channels,
                                              extra_blocks=LastLevelMaxPool())
         backbone.out_channels = channels
-        representation = LIGHT_HEADS["box_representation"]
+        representation = heads["box_representation"]
         extra = {
             "box_head": TwoMLPHead(channels * 7 * 7, representation),
             "box_predictor": FastRCNNPredictor(representation, num_classes),
+            "mask_roi_pool": MultiScaleRoIAlign(["0", "1", "2", "3"], heads["mask_roi_size"], sampling_ratio=2),
             "mask_head": MaskRCNNHeads(channels, convs, 1),
             "mask_predictor": MaskRCNNPredictor(convs[-1], convs[-1], num_classes),
         }
@@ -179,7 +194,7 @@ def build_instance_model(arch: str, num_classes: int, init: str = "scratch", tor
                                            norm_layer=nn.BatchNorm2d),
             "mask_head": MaskRCNNHeads(backbone.out_channels, [256, 256, 256, 256], 1, norm_layer=nn.BatchNorm2d),
         }
-    sampling = dict(TOY_SETTINGS) if min(height, width) < TOY_SIDE else {}
+    sampling = dict(TOY_SETTINGS) if _toy((height, width)) else {}
     model = MaskRCNN(backbone, num_classes=None if "box_predictor" in extra else num_classes,
                      rpn_anchor_generator=anchors, min_size=min(height, width), max_size=max(height, width),
                      **extra, **{**sampling, **overrides})
