@@ -32,10 +32,11 @@ def load(name: str) -> dict:
 
 
 def base(grid=None, **section) -> dict:
-    """A demo config whose classification section is replaced; segmentation off."""
+    """A demo config whose classification section is replaced; segmentation and instance off."""
     config = load("config.yaml")
     config["classification"] = {"dataset": "fashionstyle14", "seeds": [0, 1], "grid": grid or {}, **section}
     config["segmentation"] = {"enabled": False}
+    config["instance"] = {"enabled": False}
     config["controls"]["enabled"] = False  # tests/test_controls.py
     validate(config, str(SCHEMA))
     return config
@@ -222,6 +223,12 @@ def test_demo_config_covers_every_axis():
                  "input_size", "width", "blocks", "lr", "epochs"):  # fmt: skip
         assert len(seen[axis]) >= 2, axis
     assert {s for _, seeds in expand_task(config, "classification") for s in seeds} == {0, 1}
+    # Instance segmentation: one paired comparison, the light Mask R-CNN on the Fashionpedia look-alike.
+    inst = expand_task(config, "instance")
+    assert {e["variant"] for e, _ in inst} == {"original", "rembg"} and all(seeds == [0] for _, seeds in inst)
+    assert {(e["dataset"], e["arch"], e["init"]) for e, _ in inst} == {("fashionpedia", "maskrcnn_resnet18_fpn",
+                                                                        "scratch")}
+    assert config["datasets"]["fashionpedia"]["classes"] == "garments"
     assert len(experiment_runs(config)) <= 30  # toy size: the demo stays a few minutes
 
 

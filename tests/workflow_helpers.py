@@ -25,6 +25,7 @@ def tiny_config():
     config["segmentation"]["grid"].update(epochs=1, batch_size=4)
     config["report"]["examples"] = 3
     config["controls"]["enabled"] = False  # their own end-to-end test (test_controls_e2e.py)
+    config["instance"]["enabled"] = False  # its own end-to-end test (test_instance_workflow.py)
     return config
 
 

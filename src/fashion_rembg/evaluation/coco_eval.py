@@ -77,6 +77,12 @@ def _results_for(predictions: list[dict], iou_type: str) -> list[dict]:
     return out
 
 
+def _fresh(results: list[dict]) -> list[dict]:
+    """Copies loadRes may write into (it adds id, area, bbox); the segmentations inside are only read,
+    so a copy per dict is enough (a deepcopy of thousands of RLEs costs seconds per evaluation)."""
+    return [dict(r) for r in results]
+
+
 def _null(value: float) -> float | None:
     return None if value is None or value < 0 or not np.isfinite(value) else round(float(value), 6)
 
@@ -90,7 +96,7 @@ def _run(gt: COCO, results: list[dict], iou_type: str) -> tuple[dict, COCOeval |
         per_class = {gt.cats[c]["name"]: 0.0 if c in with_gt else None for c in sorted(gt.cats)}
         return {**{k: zero for k in SUMMARY_KEYS}, "per_class": per_class}, None
     with _quiet():
-        dt = gt.loadRes(copy.deepcopy(results))
+        dt = gt.loadRes(_fresh(results))
         ev = COCOeval(gt, dt, iou_type)
         ev.evaluate()
         ev.accumulate()
@@ -112,7 +118,7 @@ def per_image_quality(gt: COCO, results: list[dict], image_ids, score_threshold:
     image_ids = [int(i) for i in image_ids]
     if ev is None and results:
         with _quiet():
-            ev = COCOeval(gt, gt.loadRes(copy.deepcopy(results)), "segm")
+            ev = COCOeval(gt, gt.loadRes(_fresh(results)), "segm")
             ev.evaluate()
     iou_sum = dict.fromkeys(image_ids, 0.0)
     tp, fp, fn = (dict.fromkeys(image_ids, 0) for _ in range(3))
