@@ -582,6 +582,14 @@ def test_health_checks_on_histories():
     assert health_mod.assess_run("classification", underfit, 14, 5) == ["underfit: final train top-1 0.26 < 0.60"]
     # Segmentation: no chance level for mIoU; the train mIoU threshold applies.
     assert health_mod.assess_run("segmentation", underfit, 3, 3) == ["underfit: final train mIoU 0.26 < 0.30"]
+    # Instance: a run whose confident detections match nothing, or whose val segm AP stays at 0, collapsed.
+    learning = hist([2.5, 1.8, 1.5], [0.02, 0.08, 0.12], [float("nan")] * 3, val_loss=[float("nan")] * 3)
+    assert health_mod.assess_run("instance", learning, 28, None, matched_images=40) == []
+    assert health_mod.assess_run("instance", learning, 28, None, matched_images=0) == [
+        "collapsed: no detection with score ≥ 0.5 matches an object on any test image"]
+    stuck = hist([2.5, 1.8, 1.7], [0.0, 0.004, 0.009], [float("nan")] * 3, val_loss=[float("nan")] * 3)
+    assert health_mod.assess_run("instance", stuck, 28, None, matched_images=3) == [
+        "collapsed: val segm AP ≤ 0.01 in all 3 epochs"]
     assert health_mod.combine_flags([["underfit: x"], ["collapsed: y", "underfit: z"], []]) == "collapsed;underfit"
     assert health_mod.combine_flags([[], []]) == "ok"
 

@@ -2,7 +2,9 @@
 
 * ``collapsed`` – the model predicts a single class for every test image (classification) or
   every test pixel (segmentation), or (classification) its validation accuracy never rose above
-  ``chance_factor`` × chance (1 / number of classes) in any epoch;
+  ``chance_factor`` × chance (1 / number of classes) in any epoch; (instance) no detection with
+  score ≥ 0.5 matches an object on any test image (every per-image segm quality is 0), or its
+  val segm AP never rose above ``instance_ap_floor``;
 * ``diverged`` – a non-finite loss in the history, or a training loss above ``explode_factor`` ×
   the first epoch's;
 * ``underfit`` – the kept model's score on its own training images without augmentation
@@ -30,20 +32,24 @@ FLAGS = ("collapsed", "diverged", "underfit")  # display order
 @dataclass(frozen=True)
 class HealthThresholds:
     chance_factor: float = 1.25
+    instance_ap_floor: float = 0.01
     explode_factor: float = 5.0
     underfit_score: dict = field(default_factory=lambda: {"classification": 0.6, "segmentation": 0.3})
 
 
 def assess_run(task: str, history: pd.DataFrame | None, n_classes: int | None,
                n_predicted_classes: int | None, thresholds: HealthThresholds = HealthThresholds(),
-               train_score: float | None = None) -> list[str]:
+               train_score: float | None = None, matched_images: int | None = None) -> list[str]:
     """Reasons, each starting with its flag (e.g. ``"underfit: final train top-1 0.23 < 0.60"``);
     empty when the run looks healthy. ``history``: the run's history.csv (None: not checked);
-    ``n_predicted_classes``: distinct classes predicted on the test set (None: not checked)."""
+    ``n_predicted_classes``: distinct classes predicted on the test set (None: not checked);
+    ``matched_images`` (instance): test images with a per-image segm quality above 0 (None: not checked)."""
     reasons = []
     if n_predicted_classes is not None and n_predicted_classes <= 1:
         unit = "image" if task == "classification" else "pixel"
         reasons.append(f"collapsed: one predicted class for every test {unit}")
+    if matched_images == 0:
+        reasons.append("collapsed: no detection with score ≥ 0.5 matches an object on any test image")
     if history is None or history.empty:
         return reasons
     # A column that is NaN in every epoch was not computed (Mask R-CNN has no val loss in eval mode).
@@ -55,6 +61,8 @@ def assess_run(task: str, history: pd.DataFrame | None, n_classes: int | None,
         if np.all(val <= thresholds.chance_factor * chance):
             reasons.append(f"collapsed: val accuracy ≤ {thresholds.chance_factor:g} × chance ({chance:.3f}) "
                            f"in all {val.size} epochs")  # fmt: skip
+    if task == "instance" and val.size and not reasons and np.all(val <= thresholds.instance_ap_floor):
+        reasons.append(f"collapsed: val segm AP ≤ {thresholds.instance_ap_floor:g} in all {val.size} epochs")
     if not np.all(np.isfinite(losses)):
         reasons.append("diverged: non-finite loss")
     elif "train_loss" in history:

@@ -298,10 +298,12 @@ def load_evidence(metric_files: Sequence[Path | str], thresholds: HealthThreshol
             scores = load_run_scores(path.parent / "predictions.npz", task)
         if scores is not None:
             evidence.scores[key] = scores
+        # instance: test images where a confident detection matched an object (per-image quality > 0)
+        matched = int(np.count_nonzero(scores.scores)) if task == "instance" and scores is not None else None
         evidence.health[key] = assess_run(task, read_history(path.parent / "history.csv"), n_classes,
                                           scores.n_predicted_classes if scores else None,
                                           thresholds or HealthThresholds(),
-                                          train_score=train_score)  # fmt: skip
+                                          train_score=train_score, matched_images=matched)  # fmt: skip
     return evidence
 
 
