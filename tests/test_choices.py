@@ -41,6 +41,8 @@ def test_schema_enums_of_names_and_sections():
     assert set(DEFS["cls_axis_names"]["enum"]) == set(AXES["classification"])
     assert set(DEFS["seg_axis_names"]["enum"]) == set(AXES["segmentation"])
     assert PROPS["saliency"]["properties"]["fill"]["enum"] == list(choices.FILLS)
+    control_set = PROPS["controls"]["properties"]["sets"]["additionalProperties"]["properties"]
+    assert control_set["fill"]["enum"] == list(choices.FILLS)
     custom = PROPS["saliency"]["properties"]["custom_models"]["additionalProperties"]["properties"]
     assert custom["contract"]["enum"] == list(CUSTOM_SESSIONS)
     mask_set = PROPS["saliency"]["properties"]["mask_sets"]["additionalProperties"]["properties"]

@@ -41,7 +41,8 @@ def test_control_sets_resolve_knobs_against_the_demo():
     assert sets["mechanism"]["dataset"] == "fashionstyle14"  # overrides no knob: the main demo data
     assert sets["mechanism"]["clutter"] == config["demo"]["clutter"]
     assert sets["null"] == {"dataset": "control-null", "expected": "no_difference", "compare": "oracle", "clutter": 0.0,
-                            "bg_label_correlation": config["demo"]["bg_label_correlation"]}
+                            "fill": "white", "bg_label_correlation": config["demo"]["bg_label_correlation"]}
+    assert sets["mechanism"]["fill"] is None  # saliency.fill
     assert sets["shortcut"]["bg_label_correlation"] == 1.0
     assert sets["shortcut"]["clutter"] == config["demo"]["clutter"]
 
@@ -74,6 +75,7 @@ def test_control_runs_name_real_experiments_and_share_the_main_grid_runs():
         # original and rembg differ only in the image condition
         a, b = table[spec["original"]], table[spec["rembg"]]
         assert {k for k in a if a[k] != b[k]} == {"id", "variant", "sod", "fill"}
+        assert b["fill"] == (spec["fill"] or config["saliency"]["fill"])
     # mechanism = the main demo's own shallow CNN runs (same ids, both seeds), not a copy
     grid_ids = {e["id"] for e, _ in expand_task(config, "classification")
                 if e["dataset"] == "fashionstyle14" and e["arch"] == "shallow_cnn" and e["augment"] == "flip"}
@@ -85,6 +87,7 @@ def test_control_runs_name_real_experiments_and_share_the_main_grid_runs():
     (lambda c: c["controls"]["sets"]["null"].pop("expected"), "expected"),
     (lambda c: c["controls"]["sets"].pop("moderate"), ">= 3 clutter levels"),
     (lambda c: c["classification"].update(dataset="modanet"), "classification.dataset"),
+    (lambda c: c["controls"]["sets"]["null"].update(fill="pink"), "controls.sets.null.fill"),
 ])  # fmt: skip
 def test_bad_control_configs_fail_naming_the_key(change, message):
     config = demo_config()

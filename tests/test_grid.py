@@ -193,8 +193,9 @@ def test_test_conditions_and_image_paths():
 def test_pretrained_files_standins_and_missing_messages(tmp_path):
     config = load("config.yaml")
     table = experiment_table(config)
-    (imagenet,) = [e for e in table.values() if e["init"] == "imagenet"]
-    path = pretrained_file(config, imagenet)
+    imagenet = [e for e in table.values() if e["init"] == "imagenet"]
+    assert {e["variant"] for e in imagenet} == {"original", "rembg"}  # the paper's deep case, both conditions
+    (path,) = {pretrained_file(config, e) for e in imagenet}
     assert path == "resources/torch-demo/hub/checkpoints/resnet18-f37072fd.pth"
     assert standin_weights(config) == {path: "resnet18"}
     assert missing_pretrained(config) == []  # the demo writes stand-ins

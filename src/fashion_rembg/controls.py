@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .choices import FILLS
 from .demo import demo_settings
 from .errors import ConfigError
 
@@ -41,7 +42,8 @@ def enabled(config: dict) -> bool:
 
 
 def control_sets(config: dict) -> dict[str, dict[str, Any]]:
-    """``{name: {dataset, expected, clutter, bg_label_correlation}}`` (knobs resolved against demo)."""
+    """``{name: {dataset, expected, compare, fill, clutter, bg_label_correlation}}`` (knobs resolved
+    against demo; fill None: the runs use saliency.fill)."""
     if not enabled(config):
         return {}
     demo = config["demo"]
@@ -56,10 +58,13 @@ def control_sets(config: dict) -> dict[str, dict[str, Any]]:
         compare = entry.get("compare", "rembg")
         if compare not in COMPARED:
             raise ConfigError(f"{where}.compare: {compare!r} is not one of {', '.join(COMPARED)}")
+        fill = entry.get("fill")
+        if fill is not None and fill not in FILLS:
+            raise ConfigError(f"{where}.fill: {fill!r} is not one of {', '.join(FILLS)}")
         knobs = {k: float(entry.get(k, demo.get(k, 0.0))) for k in KNOBS}
         own = any(k in entry for k in KNOBS)
         out[name] = {"dataset": f"{PREFIX}{name}" if own else MAIN_DATASET, "expected": entry["expected"],
-                     "compare": compare, **knobs}
+                     "compare": compare, "fill": fill, **knobs}
     levels = dose_levels(out)
     if len({s["clutter"] for s in levels.values()}) < 3:
         raise ConfigError(
@@ -123,7 +128,7 @@ def experiment_rows(config: dict) -> list[tuple[str, str, dict[str, Any]]]:
                 (
                     f"controls.sets.{name}",
                     spec["dataset"],
-                    {"arch": "shallow_cnn", "init": "scratch", "variant": variant, "sod": None, "fill": None},
+                    {"arch": "shallow_cnn", "init": "scratch", "variant": variant, "sod": None, "fill": spec["fill"]},
                 )
             )
     return rows

@@ -118,7 +118,7 @@ def control_table(controls: dict[str, dict], predictions: dict[str, dict[str, li
         with_rembg, top_a, top_b = compare(predictions[name]["original"], predictions[name]["rembg"],
                                            n_boot=n_boot, seed=seed)
         result = with_rembg
-        details = []
+        details = [f"fill {spec['fill']}"] if spec.get("fill") else []
         if compared != "rembg":
             result, _, top_b = compare(predictions[name]["original"], predictions[name][compared],
                                        n_boot=n_boot, seed=seed)
