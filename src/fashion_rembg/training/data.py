@@ -172,11 +172,14 @@ class BatchFeeder:
         device: torch.device,
         input_size: Sequence[int] | None = None,
         prefetch: bool | None = None,
+        channels_last: bool | None = None,
     ) -> None:
+        """``channels_last``: yield the batches in that memory layout (default: on CUDA only)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.images = images
         self.targets = targets
+        self.channels_last = torch.device(device).type == "cuda" if channels_last is None else bool(channels_last)
         self.rows = np.asarray(rows, dtype=np.int64)
         self.batch_size = batch_size
         self.device = torch.device(device)
@@ -240,8 +243,8 @@ class BatchFeeder:
             maps = tgts if tgts.ndim == 3 else None
             # (B, H, W, 3) → (B, 3, H, W) view: channels-last in memory, as cuDNN likes it.
             images, maps = augment_images(imgs.permute(0, 3, 1, 2), maps, mode=augment, seed=seed, size=self.size)
-            x = normalize_batch(images)
-            if self.device.type != "cuda":
+            x = normalize_batch(images)  # channels-last in memory as loaded
+            if not self.channels_last:
                 x = x.contiguous()
             y = (maps if maps is not None else tgts).long()
             yield x, y, rows

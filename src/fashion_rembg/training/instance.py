@@ -143,6 +143,7 @@ class InstanceTask:
 
     name = "instance"
     evaluate_name = "evaluate_instance"
+    cpu_channels_last = False  # Mask R-CNN batches lists of images; not measured on the CPU
 
     def __init__(self, experiment: dict, seed: int, instances_dir: Path, manifest: Path,
                  coco_dir: Path | None = None) -> None:  # fmt: skip
