@@ -128,7 +128,10 @@ def experiment_rows(config: dict) -> list[tuple[str, str, dict[str, Any]]]:
                 (
                     f"controls.sets.{name}",
                     spec["dataset"],
-                    {"arch": "shallow_cnn", "init": "scratch", "variant": variant, "sod": None, "fill": spec["fill"]},
+                    {"arch": "shallow_cnn", "init": "scratch", "variant": variant, "sod": None,
+                     # the set's fill only for the compared runs: rembg runs feed the dose-response,
+                     # whose levels must differ in clutter alone
+                     "fill": spec["fill"] if variant == spec["compare"] else None},
                 )
             )
     return rows
