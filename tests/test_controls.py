@@ -75,8 +75,8 @@ def test_control_runs_name_real_experiments_and_share_the_main_grid_runs():
         # original and rembg differ only in the image condition
         a, b = table[spec["original"]], table[spec["rembg"]]
         assert {k for k in a if a[k] != b[k]} == {"id", "variant", "sod", "fill"}
-        rembg_fill = config["saliency"]["fill"] if spec["compare"] == "oracle" else spec["fill"] or config["saliency"]["fill"]
-        assert b["fill"] == rembg_fill
+        default = config["saliency"]["fill"]
+        assert b["fill"] == (default if spec["compare"] == "oracle" else spec["fill"] or default)
         if spec["compare"] == "oracle":  # the set's fill goes to the compared (oracle) runs only
             assert table[spec["oracle"]]["fill"] == (spec["fill"] or config["saliency"]["fill"])
     # mechanism = the main demo's own shallow CNN runs (same ids, both seeds), not a copy
