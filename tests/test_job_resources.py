@@ -130,3 +130,40 @@ def test_dry_run_jobs_declare_the_configured_resources(tmp_path):
     assert "threads: 2" in train and "mem_mb=5000" in train and "gpu=0" in train
     assert 10 + 7 <= limit(train) < 30 + 7  # a tiny job: the overhead (+ its tests), not the 240-minute fallback
     assert limit(train_block(107)) == limit(train) + 100  # the tests' minutes are added to the training limit
+
+
+def test_run_priority_longest_first_below_the_pipeline(tmp_path):
+    table = _table(tmp_path, [("gpu", "classification", "resnet18", 224, 224, 20.0, "x", "measured"),
+                              ("gpu", "classification", "shallow_cnn-w16b3", 224, 224, 250.0, "x", "measured")])  # fmt: skip
+    manifest = _manifest(tmp_path, train=3000, val=1000)
+
+    def priority(arch: str, epochs: int) -> int:
+        exp = {"arch": arch, "width": 16, "blocks": 3, "batch_norm": True, "epochs": epochs}
+        est = job_resources.training_estimate(_compute(), "classification", exp, [224, 224], "d", manifest, table)
+        return job_resources.run_priority(est)
+
+    assert priority("shallow_cnn", 10) < priority("shallow_cnn", 20) < priority("resnet18", 10)
+    # no throughput row: assumed long, still after the pipeline's data and mask jobs
+    assert priority("vgg19", 1) == job_resources.UNKNOWN_RUN_PRIORITY < job_resources.PIPELINE_PRIORITY
+    assert priority("resnet18", 10**6) == job_resources.UNKNOWN_RUN_PRIORITY  # capped
+
+
+def test_dry_run_orders_pipeline_jobs_then_long_runs(tmp_path):
+    """The demo's plan: data/mask jobs first, then runs longest first (Mask R-CNN and U-Net have no
+    CPU throughput row or a large one; ResNet-18 before the shallow CNN)."""
+    import yaml
+
+    config = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(config))
+    out = snakemake(tmp_path, "-n", "--workflow-profile", "none").stdout
+    priorities = {}
+    for block in out.split("\nrule ")[1:] + out.split("\nlocalrule ")[1:]:
+        rule = block.split(":")[0]
+        arch = next((a for a in ("maskrcnn", "unet", "resnet18-", "shallow_cnn-") if f"-{a}" in block), None)
+        value = int(block.split("priority: ")[1].split()[0]) if "priority: " in block else 0
+        priorities.setdefault((rule, arch), set()).add(value)
+    assert priorities[("demo_data", None)] == {job_resources.PIPELINE_PRIORITY}
+    assert priorities[("composite", None)] == {job_resources.PIPELINE_PRIORITY}
+    shallow, resnet = priorities[("train_classifier", "shallow_cnn-")], priorities[("train_classifier", "resnet18-")]
+    assert 0 < max(shallow) < min(resnet) and max(resnet) < job_resources.PIPELINE_PRIORITY
+    assert min(priorities[("train_instance", "maskrcnn")] | priorities[("train_segmenter", "unet")]) > max(resnet)

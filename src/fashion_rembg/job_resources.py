@@ -25,6 +25,22 @@ VAL_COST = 1 / 3  # a val image (forward only) costs about a third of a training
 THROUGHPUT_FIELDS = ("device_kind", "task", "arch", "height", "width", "images_per_s", "device", "source")
 
 
+# Snakemake `priority:` (higher starts first when cores are short). Without priorities the scheduler
+# prefers jobs with large inputs: trainings on big stores started before the cheap data and mask jobs
+# that unlock other work, and a long training could start last (measured on the 2-core demo: one core
+# idle for ~200 of 800 s). Pipeline jobs go first, then runs by expected length (longest first).
+PIPELINE_PRIORITY = 1000
+UNKNOWN_RUN_PRIORITY = PIPELINE_PRIORITY - 1  # no throughput row (e.g. Mask R-CNN): assume long
+
+
+def run_priority(estimate: dict) -> int:
+    """Priority of a run job from its ``training_estimate``: expected training seconds, capped below
+    PIPELINE_PRIORITY."""
+    if estimate["expected_min"] is None:
+        return UNKNOWN_RUN_PRIORITY
+    return min(int(round(estimate["expected_min"] * 60)), UNKNOWN_RUN_PRIORITY)
+
+
 class ThroughputError(PipelineError, ValueError):
     """benchmarks/throughput.tsv is malformed."""
 

@@ -20,6 +20,7 @@ rule train_classifier:
         "results/logs/train_classifier/{exp}/seed-{seed}.log",
     benchmark:
         "results/benchmarks/train_classifier/{exp}/seed-{seed}.tsv"
+    priority: job_priority("classification")
     conda:
         CONDA_ENV
     threads: job_threads("classification")

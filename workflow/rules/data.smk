@@ -36,6 +36,7 @@ rule demo_data:
         "results/logs/demo_data.log",
     benchmark:
         "results/benchmarks/demo_data.tsv"
+    priority: PIPELINE_PRIORITY
     conda:
         CONDA_ENV
     params:
@@ -56,6 +57,7 @@ rule demo_fashionpedia_data:
         "results/logs/demo_fashionpedia_data.log",
     benchmark:
         "results/benchmarks/demo_fashionpedia_data.tsv"
+    priority: PIPELINE_PRIORITY
     conda:
         CONDA_ENV
     params:
@@ -75,6 +77,7 @@ rule demo_control_data:
         "results/logs/demo_control_data/{control}.log",
     benchmark:
         "results/benchmarks/demo_control_data/{control}.tsv"
+    priority: PIPELINE_PRIORITY
     conda:
         CONDA_ENV
     params:
@@ -96,6 +99,7 @@ rule prepare_control:
         f"results/logs/prepare_{CONTROL_PREFIX}{{control}}.log",
     benchmark:
         f"results/benchmarks/prepare_{CONTROL_PREFIX}{{control}}.tsv"
+    priority: PIPELINE_PRIORITY
     conda:
         CONDA_ENV
     threads: PREPARE_THREADS
@@ -117,6 +121,7 @@ for _plan in SOURCES.values():
                 protected(_raw.path),
             log:
                 f"results/logs/fetch/{_raw.dataset}_{_raw.key}.log",
+            priority: PIPELINE_PRIORITY
             retries: 2 if _raw.url else 0
             localrule: True
             params:
@@ -138,6 +143,7 @@ for _plan in SOURCES.values():
                 f"results/logs/extract/{_extraction.name}.log",
             benchmark:
                 f"results/benchmarks/extract/{_extraction.name}.tsv"
+            priority: PIPELINE_PRIORITY
             params:
                 name=_extraction.name,
             run:
@@ -158,6 +164,7 @@ if "modanet" in SOURCES and SOURCES["modanet"].modanet_images:
             "results/logs/extract/modanet_images.log",
         benchmark:
             "results/benchmarks/extract/modanet_images.tsv"
+        priority: PIPELINE_PRIORITY
         run:
             job_log(log[0], extract_modanet_images, config, input.annotations, input.lmdb, output[0])
 
@@ -176,6 +183,7 @@ if "fashionstyle14" in SOURCES:
             "results/logs/prepare_fashionstyle14.log",
         benchmark:
             "results/benchmarks/prepare_fashionstyle14.tsv"
+        priority: PIPELINE_PRIORITY
         conda:
             CONDA_ENV
         threads: PREPARE_THREADS
@@ -202,6 +210,7 @@ if "modanet" in SOURCES:
             "results/logs/prepare_modanet.log",
         benchmark:
             "results/benchmarks/prepare_modanet.tsv"
+        priority: PIPELINE_PRIORITY
         conda:
             CONDA_ENV
         threads: PREPARE_THREADS
@@ -230,6 +239,7 @@ if "fashionpedia" in SOURCES:
             "results/logs/prepare_fashionpedia.log",
         benchmark:
             "results/benchmarks/prepare_fashionpedia.tsv"
+        priority: PIPELINE_PRIORITY
         conda:
             CONDA_ENV
         threads: PREPARE_THREADS
@@ -258,6 +268,7 @@ rule prepare_imagefolder:
         "results/benchmarks/prepare_{dataset}.tsv"
     wildcard_constraints:
         dataset=own_of_kind("imagefolder"),
+    priority: PIPELINE_PRIORITY
     conda:
         CONDA_ENV
     threads: PREPARE_THREADS
@@ -283,6 +294,7 @@ rule prepare_coco:
         "results/benchmarks/prepare_{dataset}.tsv"
     wildcard_constraints:
         dataset=own_of_kind("coco", instances=False),
+    priority: PIPELINE_PRIORITY
     conda:
         CONDA_ENV
     threads: PREPARE_THREADS
@@ -317,6 +329,7 @@ rule prepare_truth:
         paths.store("{dataset}", "truth.npy"),
     log:
         "results/logs/prepare_truth/{dataset}.log",
+    priority: PIPELINE_PRIORITY
     conda:
         CONDA_ENV
     params:

@@ -21,6 +21,7 @@ rule train_instance:
         "results/logs/train_instance/{exp}/seed-{seed}.log",
     benchmark:
         "results/benchmarks/train_instance/{exp}/seed-{seed}.tsv"
+    priority: job_priority("instance")
     conda:
         CONDA_ENV
     threads: job_threads("instance")

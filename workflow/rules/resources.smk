@@ -1,27 +1,35 @@
 # Resources of the heavy jobs, all from the config (fashion_rembg.job_resources): a SLURM user sets
 # `compute` / `saliency` and never edits a rule; sbatch options stay in the profile.
-from fashion_rembg.job_resources import task_compute, training_estimate
+from fashion_rembg.job_resources import PIPELINE_PRIORITY, run_priority, task_compute, training_estimate
 
 THROUGHPUT_TABLE = os.path.join(os.path.dirname(workflow.main_snakefile), "benchmarks", "throughput.tsv")
+
+
+def run_estimate(task, wildcards):
+    dataset = config[task]["dataset"]
+    return training_estimate(
+        COMPUTE,
+        task,
+        EXPERIMENTS[wildcards.exp],
+        DATASET_CONFIG[dataset]["store_size"],
+        dataset,
+        paths.store(dataset, "manifest.tsv"),
+        THROUGHPUT_TABLE,
+    )
 
 
 def training_limit(task):
     """Minutes of a training job's time limit: estimated per experiment, more time on a retry."""
 
     def runtime(wildcards, attempt):
-        dataset = config[task]["dataset"]
-        estimate = training_estimate(
-            COMPUTE,
-            task,
-            EXPERIMENTS[wildcards.exp],
-            DATASET_CONFIG[dataset]["store_size"],
-            dataset,
-            paths.store(dataset, "manifest.tsv"),
-            THROUGHPUT_TABLE,
-        )
-        return estimate["limit_min"] * attempt
+        return run_estimate(task, wildcards)["limit_min"] * attempt
 
     return runtime
+
+
+def job_priority(task):
+    """priority: of a run job: the longest expected runs first (after the pipeline jobs)."""
+    return lambda wildcards: run_priority(run_estimate(task, wildcards))
 
 
 def job_resources(task):

@@ -11,6 +11,7 @@ checkpoint saliency_plan:
         paths.shard_plan("{dataset}"),
     log:
         "results/logs/saliency_plan/{dataset}.log",
+    priority: PIPELINE_PRIORITY
     conda:
         CONDA_ENV
     params:
@@ -37,6 +38,7 @@ rule saliency_shard:
         sod=REMBG_SOD_PATTERN,
         start=r"\d+",
         stop=r"\d+",
+    priority: PIPELINE_PRIORITY
     conda:
         CONDA_ENV
     threads: SALIENCY["threads"]
@@ -67,6 +69,7 @@ rule saliency_masks:
         "results/logs/saliency_masks/{dataset}/{sod}.log",
     wildcard_constraints:
         sod=REMBG_SOD_PATTERN,
+    priority: PIPELINE_PRIORITY
     conda:
         CONDA_ENV
     params:
@@ -124,6 +127,7 @@ rule composite:
         paths.composite("{dataset}", "{sod}", "{fill}"),
     log:
         "results/logs/composite/{dataset}/{sod}/{fill}.log",
+    priority: PIPELINE_PRIORITY
     conda:
         CONDA_ENV
     script:
@@ -139,6 +143,7 @@ rule oracle_masks:
         paths.mask_set("{dataset}", ORACLE_SOD),
     log:
         "results/logs/oracle_masks/{dataset}.log",
+    priority: PIPELINE_PRIORITY
     conda:
         CONDA_ENV
     script:

@@ -21,6 +21,7 @@ rule train_segmenter:
         "results/logs/train_segmenter/{exp}/seed-{seed}.log",
     benchmark:
         "results/benchmarks/train_segmenter/{exp}/seed-{seed}.tsv"
+    priority: job_priority("segmentation")
     conda:
         CONDA_ENV
     threads: job_threads("segmentation")

@@ -15,6 +15,7 @@ rule fetch_rembg_weights:
         "results/logs/fetch_rembg_weights/{rembg_model}.log",
     wildcard_constraints:
         rembg_model=REMBG_MODEL_PATTERN,
+    priority: PIPELINE_PRIORITY
     localrule: True
     conda:
         CONDA_ENV
@@ -37,6 +38,7 @@ rule train_standin_sod:
         "results/benchmarks/train_standin_sod/{standin}.tsv"
     wildcard_constraints:
         standin="|".join(STANDIN_MODELS) or "NO_STANDIN",
+    priority: PIPELINE_PRIORITY
     conda:
         CONDA_ENV
     threads: 2
@@ -59,6 +61,7 @@ if STANDIN_WEIGHTS:
             "results/logs/pretrained_weights/{weights_file}.log",
         wildcard_constraints:
             weights_file=file_pattern(STANDIN_WEIGHTS),
+        priority: PIPELINE_PRIORITY
         conda:
             CONDA_ENV
         script:
@@ -76,6 +79,7 @@ if FETCH_WEIGHTS:
             "results/logs/pretrained_weights/{weights_file}.log",
         wildcard_constraints:
             weights_file=file_pattern(FETCH_WEIGHTS),
+        priority: PIPELINE_PRIORITY
         retries: 2
         localrule: True
         conda:
