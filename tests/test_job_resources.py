@@ -133,8 +133,8 @@ def test_dry_run_jobs_declare_the_configured_resources(tmp_path):
 
 
 def test_run_priority_longest_first_below_the_pipeline(tmp_path):
-    table = _table(tmp_path, [("gpu", "classification", "resnet18", 224, 224, 20.0, "x", "measured"),
-                              ("gpu", "classification", "shallow_cnn-w16b3", 224, 224, 250.0, "x", "measured")])  # fmt: skip
+    table = _table(tmp_path, [("gpu", "classification", arch, 224, 224, rate, "x", "measured")
+                              for arch, rate in (("resnet18", 20.0), ("shallow_cnn-w16b3", 250.0))])
     manifest = _manifest(tmp_path, train=3000, val=1000)
 
     def priority(arch: str, epochs: int) -> int:
