@@ -162,7 +162,8 @@ def test_dry_run_orders_pipeline_jobs_then_long_runs(tmp_path):
         arch = next((a for a in ("maskrcnn", "unet", "resnet18-", "shallow_cnn-") if f"-{a}" in block), None)
         value = int(block.split("priority: ")[1].split()[0]) if "priority: " in block else 0
         priorities.setdefault((rule, arch), set()).add(value)
-    assert priorities[("demo_data", None)] == {job_resources.PIPELINE_PRIORITY}
+    critical = {job_resources.CRITICAL_PRIORITY}
+    assert priorities[("demo_data", None)] == priorities[("train_standin_sod", None)] == critical
     assert priorities[("composite", None)] == {job_resources.PIPELINE_PRIORITY}
     shallow, resnet = priorities[("train_classifier", "shallow_cnn-")], priorities[("train_classifier", "resnet18-")]
     assert 0 < max(shallow) < min(resnet) and max(resnet) < job_resources.PIPELINE_PRIORITY

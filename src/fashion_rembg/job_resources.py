@@ -30,6 +30,7 @@ THROUGHPUT_FIELDS = ("device_kind", "task", "arch", "height", "width", "images_p
 # that unlock other work, and a long training could start last (measured on the 2-core demo: one core
 # idle for ~200 of 800 s). Pipeline jobs go first, then runs by expected length (longest first).
 PIPELINE_PRIORITY = 1000
+CRITICAL_PRIORITY = PIPELINE_PRIORITY + 10  # demo data and stand-in saliency model: every mask waits for them
 UNKNOWN_RUN_PRIORITY = PIPELINE_PRIORITY - 1  # no throughput row (e.g. Mask R-CNN): assume long
 
 

@@ -36,7 +36,7 @@ rule demo_data:
         "results/logs/demo_data.log",
     benchmark:
         "results/benchmarks/demo_data.tsv"
-    priority: PIPELINE_PRIORITY
+    priority: CRITICAL_PRIORITY
     conda:
         CONDA_ENV
     params:

@@ -1,6 +1,12 @@
 # Resources of the heavy jobs, all from the config (fashion_rembg.job_resources): a SLURM user sets
 # `compute` / `saliency` and never edits a rule; sbatch options stay in the profile.
-from fashion_rembg.job_resources import PIPELINE_PRIORITY, run_priority, task_compute, training_estimate
+from fashion_rembg.job_resources import (
+    CRITICAL_PRIORITY,
+    PIPELINE_PRIORITY,
+    run_priority,
+    task_compute,
+    training_estimate,
+)
 
 THROUGHPUT_TABLE = os.path.join(os.path.dirname(workflow.main_snakefile), "benchmarks", "throughput.tsv")
 

@@ -38,7 +38,7 @@ rule train_standin_sod:
         "results/benchmarks/train_standin_sod/{standin}.tsv"
     wildcard_constraints:
         standin="|".join(STANDIN_MODELS) or "NO_STANDIN",
-    priority: PIPELINE_PRIORITY
+    priority: CRITICAL_PRIORITY
     conda:
         CONDA_ENV
     threads: 2
