@@ -57,13 +57,16 @@ def step_times(name: str, channels_last: bool, steps: int) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("models", nargs="*", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("models", nargs="*", help=f"any of {', '.join(MODELS)} (default: all)")
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
+    models = args.models or list(MODELS)
+    if unknown := sorted(set(models) - set(MODELS)):
+        parser.error(f"unknown model(s) {unknown}; choose from {list(MODELS)}")
     torch.set_num_threads(args.threads)
     print("model\tNCHW ms/step\tchannels-last ms/step\tNCHW / channels-last")
-    for name in args.models:
+    for name in models:
         nchw, last = [], []
         for _ in range(2):  # alternate the layouts
             nchw += step_times(name, False, args.steps)

@@ -132,8 +132,8 @@ def restore_rng_state(state: dict) -> None:
 
 def place_model(model: nn.Module, device: torch.device, cpu_channels_last: bool = False) -> nn.Module:
     """On the device, channels-last on CUDA (cuDNN) and, with ``cpu_channels_last``, on the CPU too:
-    there the shallow CNN trains 1.4-2x faster (its max-pools), ResNet-18 and U-Net the same
-    (benchmarks/README.md)."""
+    there a shallow CNN training step is ~1.4x faster (its max-pools), ResNet-18 and U-Net steps
+    are not (benchmarks/cpu_memory_format.py)."""
     model = model.to(device)
     channels_last = device.type == "cuda" or (cpu_channels_last and device.type == "cpu")
     return model.to(memory_format=torch.channels_last) if channels_last else model
