@@ -23,6 +23,7 @@ __all__ = [
     "IMAGENET_STD",
     "BatchFeeder",
     "Store",
+    "channels_last_on",
     "load_store",
     "normalize_batch",
     "open_store",
@@ -153,6 +154,14 @@ def to_tensor_batch(images_uint8: np.ndarray | torch.Tensor, device: torch.devic
     return normalize_batch(t.permute(0, 3, 1, 2)).contiguous()
 
 
+def channels_last_on(device: torch.device | str, cpu_channels_last: bool = False) -> bool:
+    """Whether models and batches use channels-last memory on ``device``: on CUDA (cuDNN) and, with
+    ``cpu_channels_last``, on the CPU too (a shallow CNN training step ~1.4x faster there, its
+    max-pools; ResNet-18 and U-Net steps are not: benchmarks/cpu_memory_format.py)."""
+    kind = torch.device(device).type
+    return kind == "cuda" or (cpu_channels_last and kind == "cpu")
+
+
 class BatchFeeder:
     """Serves whole batches by fancy-indexing the decoded uint8 store (no DataLoader, no decoding).
 
@@ -174,12 +183,12 @@ class BatchFeeder:
         prefetch: bool | None = None,
         channels_last: bool | None = None,
     ) -> None:
-        """``channels_last``: yield the batches in that memory layout (default: on CUDA only)."""
+        """``channels_last``: yield the batches in that memory layout (default: ``channels_last_on(device)``)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.images = images
         self.targets = targets
-        self.channels_last = torch.device(device).type == "cuda" if channels_last is None else bool(channels_last)
+        self.channels_last = channels_last_on(device) if channels_last is None else bool(channels_last)
         self.rows = np.asarray(rows, dtype=np.int64)
         self.batch_size = batch_size
         self.device = torch.device(device)

@@ -24,7 +24,7 @@ from torch import nn
 from fashion_rembg import gpu_slots
 from fashion_rembg.atomic import write_csv
 from fashion_rembg.training.augment import AUGMENTATIONS
-from fashion_rembg.training.data import BatchFeeder
+from fashion_rembg.training.data import BatchFeeder, channels_last_on
 
 __all__ = [
     "HISTORY_FIELDS",
@@ -131,12 +131,9 @@ def restore_rng_state(state: dict) -> None:
 
 
 def place_model(model: nn.Module, device: torch.device, cpu_channels_last: bool = False) -> nn.Module:
-    """On the device, channels-last on CUDA (cuDNN) and, with ``cpu_channels_last``, on the CPU too:
-    there a shallow CNN training step is ~1.4x faster (its max-pools), ResNet-18 and U-Net steps
-    are not (benchmarks/cpu_memory_format.py)."""
+    """On the device, in the memory layout of ``channels_last_on``."""
     model = model.to(device)
-    channels_last = device.type == "cuda" or (cpu_channels_last and device.type == "cpu")
-    return model.to(memory_format=torch.channels_last) if channels_last else model
+    return model.to(memory_format=torch.channels_last) if channels_last_on(device, cpu_channels_last) else model
 
 
 # --------------------------------------------------------------------------- settings

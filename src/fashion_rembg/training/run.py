@@ -19,7 +19,7 @@ from fashion_rembg.atomic import save_npz, save_torch, write_csv, write_json
 from fashion_rembg.models.detectors import coco_weights_provenance
 from fashion_rembg.models.weights import weights_provenance
 from fashion_rembg.training.checkpoint import Checkpointer, input_fingerprint, load_model_payload, model_payload
-from fashion_rembg.training.data import BatchFeeder, Store, split_indices
+from fashion_rembg.training.data import BatchFeeder, Store, channels_last_on, split_indices
 from fashion_rembg.training.loop import (
     HISTORY_FIELDS,
     TaskOps,
@@ -132,7 +132,7 @@ def train_run(
     def feeder(split: str) -> BatchFeeder:
         rows = split_indices(manifest, split, source=str(manifest_path))
         return BatchFeeder(images, targets, rows, batch_size=cfg.batch_size, device=device, input_size=cfg.input_size,
-                           channels_last=device.type == "cuda" or cpu_channels_last)
+                           channels_last=channels_last_on(device, cpu_channels_last))
 
     train, val = feeder("train"), feeder("val")
     state = TrainState.create(model, cfg, device)
@@ -186,7 +186,7 @@ def evaluate_task(task: RunTask, *, model: Path, conditions: Sequence[dict], met
         rows = split_indices(store.manifest, "test", source=str(task.manifest))
         feeder = BatchFeeder(store.images, targets, rows, batch_size=cfg.batch_size, device=device,
                              input_size=cfg.input_size,
-                             channels_last=device.type == "cuda" or task.cpu_channels_last)  # fmt: skip
+                             channels_last=channels_last_on(device, task.cpu_channels_last))  # fmt: skip
         _, tracker = evaluate(net, feeder, task.ops(names, evaluation=True), amp_dtype(device, cfg.amp))
         metrics, order, cond_arrays, first_arrays = task.test_outputs(tracker, names, cond["key"])
         cross.append({"key": cond["key"], "variant": cond["variant"], "sod": cond.get("sod"),
