@@ -39,7 +39,7 @@ cleanup() {
   if [ "$rc" -ne 0 ]; then
     echo "== SLURM check FAILED (rc $rc); logs kept in $WORK"
   else
-    rm -rf "$WORK"
+    [ -n "${KEEP_SLURM_WORK:-}" ] && echo "== kept $WORK" || rm -rf "$WORK"
   fi
 }
 trap cleanup EXIT
@@ -69,6 +69,13 @@ requeue_first_training() {
       if [ -n "$job" ] && scontrol requeue "$job" 2>/dev/null; then
         echo "$exp $job" >requeued.txt
         echo "   requeued SLURM job $job (train_classifier $exp) after its checkpoint $ckpt"
+        # SLURM holds a requeued job back (~150 s here); what is checked is the resume, not that wait.
+        for _ in $(seq 1 300); do
+          if [ "$(squeue -h -j "$job" -o %r 2>/dev/null)" = BeginTime ]; then
+            scontrol update JobId="$job" StartTime=now && break
+          fi
+          sleep 0.1
+        done
         return 0
       fi
     fi
@@ -95,7 +102,7 @@ fi
 grep -E "submitted with SLURM jobid|Finished jobid|steps \([0-9]+%\) done" snakemake.log | sed 's/^/   /'
 if [ "$rc" -ne 0 ]; then tail -60 snakemake.log; exit "$rc"; fi
 echo "   SLURM jobs (squeue --states=all):"
-squeue --states=all -h -o '%.6i %.10T %.8M %k' | sed 's/^/     /'
+squeue --states=all -h -o '%.6i %.10T %.8M %V %S %e %k' | sed 's/^/     /'
 echo "   done after $((SECONDS - t0)) s"
 
 submitted=$(grep -c "submitted with SLURM jobid" snakemake.log || true)
