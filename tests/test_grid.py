@@ -218,7 +218,9 @@ def test_demo_config_covers_every_axis():
     assert seen["init"] == {"'scratch'", "'imagenet'"}
     assert seen["variant"] == {"'original'", "'rembg'", "'oracle'"}
     assert len(seen["sod"] - {"None"}) >= 2 and len(seen["fill"] - {"None"}) >= 2  # rembg sub-axes
-    assert {repr(a) for a in AUGMENTATIONS} == seen["augment"]
+    # Every augmentation but colour jitter: its hue shifts scramble the look-alikes' colour-coded styles
+    # (an SGD run with it stayed underfit, train top-1 0.48); test_augment.py covers it.
+    assert {repr(a) for a in AUGMENTATIONS} - {"'color_jitter'"} == seen["augment"]
     assert {"True", "False"} <= seen["batch_norm"]
     for axis in ("dropout", "label_smoothing", "weight_decay", "optimizer", "schedule", "early_stopping",
                  "input_size", "width", "blocks", "lr", "epochs"):  # fmt: skip
