@@ -168,3 +168,12 @@ def test_dry_run_orders_pipeline_jobs_then_long_runs(tmp_path):
     shallow, resnet = priorities[("train_classifier", "shallow_cnn-")], priorities[("train_classifier", "resnet18-")]
     assert 0 < max(shallow) < min(resnet) and max(resnet) < job_resources.PIPELINE_PRIORITY
     assert min(priorities[("train_instance", "maskrcnn")] | priorities[("train_segmenter", "unet")]) > max(resnet)
+
+
+def test_job_environment_sets_both_malloc_thresholds_unless_the_user_set_one():
+    environ = {"PATH": "/bin"}
+    assert job_resources.set_job_environment(environ) and environ == {"PATH": "/bin", **job_resources.MALLOC_ENV}
+    assert int(environ["MALLOC_MMAP_THRESHOLD_"]) == 32 * 2**20  # glibc's largest mmap threshold
+    # Either one alone was slower than glibc's defaults: a user's own setting is left exactly as it is.
+    mine = {"MALLOC_TRIM_THRESHOLD_": "0"}
+    assert not job_resources.set_job_environment(mine) and mine == {"MALLOC_TRIM_THRESHOLD_": "0"}

@@ -4,9 +4,12 @@ from fashion_rembg.job_resources import (
     CRITICAL_PRIORITY,
     PIPELINE_PRIORITY,
     run_priority,
+    set_job_environment,
     task_compute,
     training_estimate,
 )
+
+set_job_environment()  # malloc thresholds for every job (training steps stop faulting their buffers in)
 
 THROUGHPUT_TABLE = os.path.join(os.path.dirname(workflow.main_snakefile), "benchmarks", "throughput.tsv")
 
