@@ -32,10 +32,12 @@ if sinfo >/dev/null 2>&1; then skip "a SLURM controller is already running here;
 
 WORK=$(mktemp -d -t fashion-rembg-slurm.XXXXXX)
 chmod 0755 "$WORK"
-export SLURM_RUN="$WORK/slurm-daemons"
+# SLURM_CHECK_DAEMONS_STAY=<dir>: the daemons keep running from <dir> after the check, for the caller
+# to stop (`SLURM_RUN=<dir> stop_slurm.sh`): .ci/run runs the test suite beside this check.
+export SLURM_RUN="${SLURM_CHECK_DAEMONS_STAY:-$WORK/slurm-daemons}"
 cleanup() {
   local rc=$?
-  bash "$HERE/stop_slurm.sh" || true
+  [ -n "${SLURM_CHECK_DAEMONS_STAY:-}" ] || bash "$HERE/stop_slurm.sh" || true
   if [ "$rc" -ne 0 ]; then
     echo "== SLURM check FAILED (rc $rc); logs kept in $WORK"
   else
@@ -60,7 +62,7 @@ local_run=$!
 # Preemption: once a training job has checkpointed its first epoch, requeue it (SLURM kills it and
 # runs it again); the retry must resume from the checkpoint.
 requeue_first_training() {
-  for _ in $(seq 1 3000); do
+  for _ in $(seq 1 6000); do  # 10 min: in CI the test suite runs beside this check
     ckpt=$(find results/checkpoints/classification -name last.pt 2>/dev/null | head -1 || true)
     if [ -n "$ckpt" ]; then
       exp=$(basename "$(dirname "$(dirname "$ckpt")")")
