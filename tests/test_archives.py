@@ -154,3 +154,32 @@ def test_member_path_normalisation():
     for bad in ["/abs", "a/../../b", "..", "C:\\x", "a\\..\\..\\b"]:
         with pytest.raises(DataError):
             member_path(bad)
+
+
+def test_tar_cut_between_members_is_a_clear_error(tmp_path):
+    """tarfile reads a header cut short as the end of the archive: a download cut exactly between two
+    members must fail, not extract the members before the cut (the cut-in-half test passed or failed
+    by where the half fell)."""
+    src = make_fs14(tmp_path / "src" / "FashionStyle14_v1", per_split=("train",), bad_cases=False)
+    data = pack(src, tmp_path / "fs14.tar", "tar").read_bytes()
+    with tarfile.open(tmp_path / "fs14.tar") as tf:
+        boundaries = [member.offset for member in tf.getmembers()][1:]
+    assert len(boundaries) > 5
+    for i, cut in enumerate(boundaries + [len(data) - 10240]):  # each header, and the end blocks removed
+        archive = tmp_path / f"cut{i}.tar"
+        archive.write_bytes(data[:cut])
+        with pytest.raises(DataError, match="broken tar archive"):
+            safe_extract(archive, tmp_path / f"out{i}", 10 * MB)
+        assert not (tmp_path / f"out{i}").exists()
+
+
+@pytest.mark.parametrize("fmt", ["tar.gz", "tar.bz2", "tar.xz"])
+def test_compressed_tar_cut_anywhere_is_a_clear_error(tmp_path, fmt):
+    src = make_fs14(tmp_path / "src" / "FashionStyle14_v1", per_split=("train",), bad_cases=False)
+    data = pack(src, tmp_path / f"fs14.{fmt}", fmt).read_bytes()
+    assert safe_extract(tmp_path / f"fs14.{fmt}", tmp_path / "whole", 10 * MB)["files"] > 5
+    for i, cut in enumerate([len(data) * k // 8 for k in range(1, 8)] + [len(data) - 4]):
+        archive = tmp_path / f"cut{i}.{fmt}"
+        archive.write_bytes(data[:cut])
+        with pytest.raises(DataError, match=f"broken {fmt} archive"):
+            safe_extract(archive, tmp_path / f"out{i}", 10 * MB)

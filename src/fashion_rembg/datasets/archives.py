@@ -10,9 +10,12 @@ so nothing can reach outside it; the staging folder is renamed into place only w
 """
 from __future__ import annotations
 
+import bz2
 import errno
+import gzip
 import json
 import logging
+import lzma
 import os
 import posixpath
 import shutil
@@ -226,7 +229,9 @@ def _extract_tar(archive: Path, staging: Path, budget: _Budget, kind: str) -> di
     if kind == "tar":
         _check_space(staging, archive.stat().st_size, archive)
     try:
-        with tarfile.open(archive, mode="r|*") as tf:  # streaming: one pass, also for .tar.gz
+        # Streaming, one pass. The stdlib readers decompress: unlike tarfile's own, they raise EOFError
+        # when the compressed stream is cut short.
+        with _decompressed(archive) as raw, tarfile.open(fileobj=raw, mode="r|") as tf:
             for member in tf:
                 try:
                     name = member_path(member.name)
@@ -249,11 +254,31 @@ def _extract_tar(archive: Path, staging: Path, budget: _Budget, kind: str) -> di
                     raise DataError(f"{archive}: unsafe or broken archive, nothing extracted: {err}") from None
                 written.add(name)
                 counts["files"] += 1
+            # tarfile takes a header cut short for the end of the archive, so a download cut between two
+            # members would extract a subset silently: the end-of-archive block must have been read whole,
+            # and the compressed stream must end properly (read to its end).
+            if tf.fileobj.pos - tf.offset != tarfile.BLOCKSIZE:
+                raise EOFError("the archive ends without its end-of-archive block (cut short?)")
+            while raw.read(1 << 20):
+                pass
     except (tarfile.TarError, EOFError, OSError) as err:
         if isinstance(err, OSError) and err.errno == errno.ENOSPC:
             raise
         raise DataError(f"{archive}: broken {kind} archive ({type(err).__name__}: {err}); download it again") from None
     return counts
+
+
+_COMPRESSED = ((b"\x1f\x8b", gzip.open), (b"BZh", bz2.open), (b"\xfd7zXZ\x00", lzma.open))  # magic bytes
+
+
+def _decompressed(archive: Path):
+    """The archive's tar stream: decompressed by gzip / bz2 / lzma after its magic bytes, else as is."""
+    with open(archive, "rb") as f:
+        head = f.read(6)
+    for magic, opener in _COMPRESSED:
+        if head.startswith(magic):
+            return opener(archive, "rb")
+    return open(archive, "rb")
 
 
 def _check_space(staging: Path, needed: int, archive: Path) -> None:
