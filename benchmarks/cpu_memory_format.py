@@ -55,15 +55,26 @@ def step_times(name: str, channels_last: bool, steps: int) -> list[float]:
     return times[2:]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def model_parser(doc: str, steps: int) -> argparse.ArgumentParser:
+    """The command line of the benchmarks on MODELS: which models (default: all), steps per run."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("models", nargs="*", help=f"any of {', '.join(MODELS)} (default: all)")
-    parser.add_argument("--steps", type=int, default=12)
-    parser.add_argument("--threads", type=int, default=1)
-    args = parser.parse_args()
+    parser.add_argument("--steps", type=int, default=steps)
+    return parser
+
+
+def chosen_models(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[str]:
     models = args.models or list(MODELS)
     if unknown := sorted(set(models) - set(MODELS)):
         parser.error(f"unknown model(s) {unknown}; choose from {list(MODELS)}")
+    return models
+
+
+def main() -> None:
+    parser = model_parser(__doc__, steps=12)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    models = chosen_models(parser, args)
     torch.set_num_threads(args.threads)
     print("model\tNCHW ms/step\tchannels-last ms/step\tNCHW / channels-last")
     for name in models:

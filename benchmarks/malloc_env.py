@@ -11,7 +11,6 @@ Prints user / sys CPU-s per setting and the ratio default / MALLOC_ENV of user+s
 (> 1: the fixed thresholds are cheaper).
 """
 
-import argparse
 import os
 import resource
 import statistics
@@ -19,10 +18,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from cpu_memory_format import chosen_models, model_parser  # the same models at the demo's sizes
+
 from fashion_rembg.job_resources import MALLOC_ENV
 
 HERE = Path(__file__).resolve().parent
-MODELS = ("shallow_cnn", "resnet18", "unet")  # cpu_memory_format.py's demo settings
 
 
 def one_run(model: str, steps: int, malloc_env: bool) -> tuple[float, float]:
@@ -38,13 +38,11 @@ def one_run(model: str, steps: int, malloc_env: bool) -> tuple[float, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("models", nargs="*", help=f"any of {', '.join(MODELS)} (default: all)")
-    parser.add_argument("--steps", type=int, default=40)
+    parser = model_parser(__doc__, steps=40)
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     print("model        setting      user_s  sys_s  cpu_s  (medians)   ratio default/MALLOC_ENV")
-    for model in args.models or MODELS:
+    for model in chosen_models(parser, args):
         runs = {False: [], True: []}
         for _ in range(args.repeats):
             for setting in (False, True):
