@@ -231,7 +231,7 @@ def _extract_tar(archive: Path, staging: Path, budget: _Budget, kind: str) -> di
     try:
         # Streaming, one pass. The stdlib readers decompress: unlike tarfile's own, they raise EOFError
         # when the compressed stream is cut short.
-        with _decompressed(archive) as raw, tarfile.open(fileobj=raw, mode="r|") as tf:
+        with _TAR_READERS[kind](archive, "rb") as raw, tarfile.open(fileobj=raw, mode="r|") as tf:
             for member in tf:
                 try:
                     name = member_path(member.name)
@@ -268,17 +268,8 @@ def _extract_tar(archive: Path, staging: Path, budget: _Budget, kind: str) -> di
     return counts
 
 
-_COMPRESSED = ((b"\x1f\x8b", gzip.open), (b"BZh", bz2.open), (b"\xfd7zXZ\x00", lzma.open))  # magic bytes
-
-
-def _decompressed(archive: Path):
-    """The archive's tar stream: decompressed by gzip / bz2 / lzma after its magic bytes, else as is."""
-    with open(archive, "rb") as f:
-        head = f.read(6)
-    for magic, opener in _COMPRESSED:
-        if head.startswith(magic):
-            return opener(archive, "rb")
-    return open(archive, "rb")
+# The tar stream of each tar kind that `sniff` tells apart by its magic bytes.
+_TAR_READERS = {"tar": open, "tar.gz": gzip.open, "tar.bz2": bz2.open, "tar.xz": lzma.open}
 
 
 def _check_space(staging: Path, needed: int, archive: Path) -> None:
