@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from fashion_rembg.config import AUGMENTATIONS as CONFIG_AUGMENTATIONS
+from fashion_rembg.choices import AUGMENTATIONS as CONFIG_AUGMENTATIONS
+from fashion_rembg.choices import augment_settings, canonical_augment
+from fashion_rembg.errors import ConfigError
 from fashion_rembg.training.augment import AUGMENTATIONS, CROP_SCALE, augment, crop_boxes, resize
 from fashion_rembg.training.data import BatchFeeder
 
@@ -103,6 +105,35 @@ def test_randaugment_draws_per_sample_and_keeps_global_rng():
     assert torch.equal(torch.rand(3), expected)  # dropout etc. are not disturbed
     changed = [not torch.equal(out[i], x[i]) and not torch.equal(out[i], x[i].flip(-1)) for i in range(16)]
     assert sum(changed) >= 8
+
+
+def test_randaugment_strength_names():
+    assert augment_settings("randaugment") == ("randaugment", {"num_ops": 2, "magnitude": 9})  # torchvision's
+    assert augment_settings("randaugment-n1-m9") == ("randaugment", {"num_ops": 1, "magnitude": 9})
+    assert augment_settings("randaugment-m5") == ("randaugment", {"num_ops": 2, "magnitude": 5})
+    assert augment_settings("flip") == ("flip", {})
+    # One spelling each, so the same augmentation cannot get two experiment ids.
+    assert canonical_augment("randaugment-n2-m9") == "randaugment"
+    assert canonical_augment("randaugment-n1") == "randaugment-n1-m9"
+    for bad, why in [("randaugment-n0", "num_ops must be 1..14"), ("randaugment-m31", "magnitude must be 0..30"),
+                     ("flip-n1", "is not one of"), ("randaug", "is not one of")]:
+        with pytest.raises(ConfigError, match=why):
+            augment_settings(bad)
+
+
+def test_randaugment_strength_reaches_the_transform():
+    x = _batch(n=16)
+    one, _ = augment(x, None, mode="randaugment-n1-m9", seed=5)
+    again, _ = augment(x, None, mode="randaugment-n1-m9", seed=5)
+    two, _ = augment(x, None, mode="randaugment", seed=5)
+    assert torch.equal(one, again)  # deterministic given the seed
+    assert not torch.equal(one, two)
+    # Magnitude 0 leaves the magnitude-scaled ops (shear, rotate, colour, ...) at the identity: fewer pixels move.
+    calm, _ = augment(x, None, mode="randaugment-n1-m0", seed=5)
+    strong, _ = augment(x, None, mode="randaugment-n1-m30", seed=5)
+    assert (calm.float() - x.float()).abs().mean() < (strong.float() - x.float()).abs().mean()
+    with pytest.raises(ValueError, match="num_ops must be 1..14"):
+        augment(x, None, mode="randaugment-n15", seed=5)
 
 
 @pytest.mark.parametrize("mode", ["flip", "crop_flip"])

@@ -1,5 +1,6 @@
 """Every list of allowed values has one home (fashion_rembg.choices or the registry that builds the
 things); the JSON schema's enums, the config's axes and the torch-side registries must agree with it."""
+import re
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,7 @@ import yaml
 from fashion_rembg import choices
 from fashion_rembg.config import AXES
 from fashion_rembg.datasets.own import KINDS
+from fashion_rembg.errors import ConfigError
 from fashion_rembg.saliency.registry import CLOTH_CATEGORIES, CUSTOM_SESSIONS
 
 SCHEMA = yaml.safe_load((Path(__file__).resolve().parents[1] / "workflow/schemas/config.schema.yaml").read_text())
@@ -27,13 +29,26 @@ def axis_enum(definition: str) -> list:
     [
         ("variant_axis", choices.VARIANTS),
         ("init_axis", choices.INITS),
-        ("augment_axis", choices.AUGMENTATIONS),
         ("optimizer_axis", choices.OPTIMIZERS),
         ("schedule_axis", choices.SCHEDULES),
     ],
 )
 def test_schema_axis_enums_are_the_choices(definition, allowed):
     assert axis_enum(definition) == list(allowed)
+
+
+def test_schema_augment_pattern_is_the_choices():
+    """The schema's pattern admits the registry's names and RandAugment strengths; the ranges are
+    checked (with a clear message) by choices.augment_settings."""
+    for definition in DEFS["augment_axis"]["anyOf"]:
+        pattern = re.compile(definition.get("pattern") or definition["items"]["pattern"])
+        for name in (*choices.AUGMENTATIONS, "randaugment-n1-m9", "randaugment-n3", "randaugment-m5"):
+            assert pattern.search(name), name
+            choices.augment_settings(name)
+        for name in ("randaug", "flip-n1", "randaugment-m5-n1", "RandAugment", "randaugment-n"):
+            assert not pattern.search(name), name
+            with pytest.raises(ConfigError):
+                choices.augment_settings(name)
 
 
 def test_schema_enums_of_names_and_sections():

@@ -10,8 +10,8 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
+from fashion_rembg.choices import AUGMENTATIONS, augment_settings
 from fashion_rembg.config import (
-    AUGMENTATIONS,
     evaluation_conditions,
     expand_task,
     experiment_runs,
@@ -149,6 +149,14 @@ def test_bad_values_name_the_key():
             expand_task(config, "classification")
 
 
+def test_randaugment_spellings_share_an_id():
+    by_spelling = {s: ids(base({"augment": s})) for s in ("randaugment", "randaugment-n2-m9", "randaugment-n1-m9")}
+    assert by_spelling["randaugment"] == by_spelling["randaugment-n2-m9"] != by_spelling["randaugment-n1-m9"]
+    assert all("-randaugment_n1_m9-" in i for i in by_spelling["randaugment-n1-m9"])
+    with pytest.raises(ConfigError, match=r"classification\.grid\.augment: 'randaugment-n99': RandAugment num_ops"):
+        expand_task(base({"augment": "randaugment-n99"}), "classification")
+
+
 def test_oracle_needs_true_masks():
     config = base({"variant": ["original", "oracle"]})
     assert {e["variant"] for e, _ in expand_task(config, "classification")} == {"original", "oracle"}
@@ -220,7 +228,7 @@ def test_demo_config_covers_every_axis():
     assert len(seen["sod"] - {"None"}) >= 2 and len(seen["fill"] - {"None"}) >= 2  # rembg sub-axes
     # Every augmentation but colour jitter: its hue shifts scramble the look-alikes' colour-coded styles
     # (an SGD run with it stayed underfit, train top-1 0.48); test_augment.py covers it.
-    assert {repr(a) for a in AUGMENTATIONS} - {"'color_jitter'"} == seen["augment"]
+    assert set(AUGMENTATIONS) - {"color_jitter"} == {augment_settings(a.strip("'"))[0] for a in seen["augment"]}
     assert {"True", "False"} <= seen["batch_norm"]
     for axis in ("dropout", "label_smoothing", "weight_decay", "optimizer", "schedule", "early_stopping",
                  "input_size", "width", "blocks", "lr", "epochs"):  # fmt: skip

@@ -16,7 +16,7 @@ __all__ = [
     "AUGMENTATIONS", "BN_TOGGLE_ARCHS", "BUILTIN_DATASETS", "CLASSIFIER_ARCHS", "FILLS", "INITS", "INSTANCE_ARCHS",
     "INSTANCE_INITS", "ORACLE_SOD", "OPTIMIZERS", "SAFE_NAME", "SCHEDULES", "SEGMENTATION_ENCODERS", "SEGMENTERS",
     "TASKS", "TASK_DATASETS",
-    "VARIANTS", "check_name",
+    "VARIANTS", "augment_settings", "canonical_augment", "check_name",
 ]  # fmt: skip
 
 # segmentation = semantic (smp, class maps); instance = Mask R-CNN on the instance store.
@@ -34,6 +34,39 @@ INSTANCE_INITS = ("scratch", "imagenet", "coco")
 # The names of fashion_rembg.training.augment.AUGMENTATIONS, which needs torch: the config is checked
 # at DAG time without it (tests/test_augment.py keeps both equal).
 AUGMENTATIONS = ("none", "flip", "crop_flip", "color_jitter", "randaugment")
+# RandAugment's strength as in timm's "rand-m9-n2" strings: `randaugment-n<ops>-m<magnitude>` (either part may
+# be left out); plain `randaugment` is torchvision's default, 2 ops per image at magnitude 9.
+RANDAUGMENT_DEFAULTS = {"num_ops": 2, "magnitude": 9}
+RANDAUGMENT_LIMITS = {"num_ops": (1, 14), "magnitude": (0, 30)}  # v2.RandAugment: 14 ops, 31 magnitude bins
+_RANDAUGMENT = re.compile(r"randaugment(?:-n(?P<num_ops>\d+))?(?:-m(?P<magnitude>\d+))?")
+
+
+def augment_settings(name: str) -> tuple[str, dict[str, int]]:
+    """``(registry name, its keyword settings)`` of an augment value, e.g. ``randaugment-n1-m9`` →
+    ``("randaugment", {"num_ops": 1, "magnitude": 9})``; raises ``ConfigError`` for unknown values."""
+    if name in AUGMENTATIONS and name != "randaugment":
+        return name, {}
+    match = _RANDAUGMENT.fullmatch(name) if isinstance(name, str) else None
+    if match is None:
+        raise ConfigError(f"{name!r} is not one of {', '.join(AUGMENTATIONS)} "
+                          "(RandAugment's strength: randaugment-n<ops>-m<magnitude>, e.g. randaugment-n1-m9)")
+    settings = {}
+    for key, default in RANDAUGMENT_DEFAULTS.items():
+        value = int(match[key]) if match[key] is not None else default
+        low, high = RANDAUGMENT_LIMITS[key]
+        if not low <= value <= high:
+            raise ConfigError(f"{name!r}: RandAugment {key} must be {low}..{high}, got {value}")
+        settings[key] = value
+    return "randaugment", settings
+
+
+def canonical_augment(name: str) -> str:
+    """One spelling per augmentation (ids and hashes depend on it): torchvision's default
+    RandAugment is ``randaugment``, any other strength ``randaugment-n<ops>-m<magnitude>``."""
+    base, settings = augment_settings(name)
+    if not settings or settings == RANDAUGMENT_DEFAULTS:
+        return base
+    return f"{base}-n{settings['num_ops']}-m{settings['magnitude']}"
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
 # Config name of a segmentation architecture (segmentation_models_pytorch class: models/segmenters.py).

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .choices import (
-    AUGMENTATIONS,
     BN_TOGGLE_ARCHS,
     CLASSIFIER_ARCHS,
     FILLS,
@@ -41,6 +40,7 @@ from .choices import (
     TASK_DATASETS,
     TASKS,
     VARIANTS,
+    canonical_augment,
     check_name,
 )
 from .errors import ConfigError
@@ -60,6 +60,13 @@ def _choice(options: tuple[str, ...]) -> Callable[[Any, str], str]:
         return value
 
     return norm
+
+
+def _augment(value, where):
+    try:
+        return canonical_augment(value)
+    except ConfigError as err:
+        raise ConfigError(f"{where}: {err}") from None
 
 
 def _name(value, where):
@@ -150,7 +157,7 @@ COMMON_AXES = {
     "variant": Axis("original", _choice(VARIANTS)),
     "sod": Axis(None, _opt_name),
     "fill": Axis(None, _opt_name),
-    "augment": Axis("flip", _choice(AUGMENTATIONS)),
+    "augment": Axis("flip", _augment),
     "optimizer": Axis("adamw", _choice(OPTIMIZERS)),
     "lr": Axis(0.001, _float(0.0, 10.0, open_min=True)),
     "schedule": Axis("cosine", _choice(SCHEDULES)),

@@ -18,13 +18,15 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-__all__ = ["AUGMENTATIONS", "CROP_RATIO", "CROP_SCALE", "JITTER", "RANDAUGMENT", "augment", "crop_boxes", "resize"]
+from fashion_rembg.choices import augment_settings
+from fashion_rembg.errors import ConfigError
+
+__all__ = ["AUGMENTATIONS", "CROP_RATIO", "CROP_SCALE", "JITTER", "augment", "crop_boxes", "resize"]
 
 # Crops keep at least a quarter of the image: full-body fashion photos lose the garment below that.
 CROP_SCALE = (0.25, 1.0)
 CROP_RATIO = (3 / 4, 4 / 3)  # relative to the output aspect ratio
 JITTER = {"brightness": 0.4, "contrast": 0.4, "saturation": 0.4, "hue": 0.1}
-RANDAUGMENT = {"num_ops": 2, "magnitude": 9}
 
 Maps = torch.Tensor | None
 Size = tuple[int, int]
@@ -133,23 +135,24 @@ def color_jitter(images: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 _GEOMETRIC_OPS = ("ShearX", "ShearY", "TranslateX", "TranslateY", "Rotate")
 
 
-def _rand_augment_transform(photometric_only: bool):
+def _rand_augment_transform(photometric_only: bool, num_ops: int, magnitude: int):
     from torchvision.transforms import v2
 
     if not photometric_only:
-        return v2.RandAugment(**RANDAUGMENT)
+        return v2.RandAugment(num_ops=num_ops, magnitude=magnitude)
 
     class PhotometricRandAugment(v2.RandAugment):
         # v2's RandAugment refuses masks; for segmentation the geometry comes from flip/crop.
         _AUGMENTATION_SPACE = {k: v for k, v in v2.RandAugment._AUGMENTATION_SPACE.items() if k not in _GEOMETRIC_OPS}
 
-    return PhotometricRandAugment(**RANDAUGMENT)
+    return PhotometricRandAugment(num_ops=num_ops, magnitude=magnitude)
 
 
-def rand_augment(images: torch.Tensor, maps: Maps, g: torch.Generator) -> tuple[torch.Tensor, Maps]:
-    """torchvision v2 RandAugment, per sample (each draws its own ops). With class maps only its
-    photometric ops are used, so the maps stay aligned."""
-    transform = _rand_augment_transform(photometric_only=maps is not None)
+def rand_augment(images: torch.Tensor, maps: Maps, g: torch.Generator, *, num_ops: int = 2,
+                 magnitude: int = 9) -> tuple[torch.Tensor, Maps]:
+    """torchvision v2 RandAugment (``num_ops`` ops per image at ``magnitude``), per sample (each draws
+    its own ops). With class maps only its photometric ops are used, so the maps stay aligned."""
+    transform = _rand_augment_transform(maps is not None, num_ops, magnitude)
     out = []
     # v2 draws from torch's global generator: fork it so dropout etc. are not disturbed.
     with torch.random.fork_rng(devices=[]):
@@ -176,11 +179,12 @@ def _color_jitter(images, maps, g, size):
     return color_jitter(images, g), maps
 
 
-def _randaugment(images, maps, g, size):
-    return resize(*rand_augment(*hflip(images, maps, g), g), size)
+def _randaugment(images, maps, g, size, **strength):
+    return resize(*rand_augment(*hflip(images, maps, g), g, **strength), size)
 
 
-# name → fn(images uint8 (B,3,H,W), maps uint8 (B,H,W) | None, generator, out size) → same, at out size.
+# name → fn(images uint8 (B,3,H,W), maps uint8 (B,H,W) | None, generator, out size, **settings) → same, at out
+# size; settings from choices.augment_settings (RandAugment's strength).
 AUGMENTATIONS: dict[str, Callable[..., tuple[torch.Tensor, Maps]]] = {
     "none": _none,
     "flip": _flip,
@@ -193,12 +197,15 @@ AUGMENTATIONS: dict[str, Callable[..., tuple[torch.Tensor, Maps]]] = {
 def augment(
     images: torch.Tensor, maps: Maps, *, mode: str, seed: int, size: Size | None = None
 ) -> tuple[torch.Tensor, Maps]:
-    """Apply augmentation ``mode`` to a uint8 batch (and its class maps), output at ``size``
-    (default: the input size). Deterministic given ``seed``."""
-    if mode not in AUGMENTATIONS:
-        raise ValueError(f"unknown augment {mode!r}; choose one of {list(AUGMENTATIONS)}")
+    """Apply augmentation ``mode`` (a name of AUGMENTATIONS, or ``randaugment-n<ops>-m<magnitude>``) to a
+    uint8 batch (and its class maps), output at ``size`` (default: the input size). Deterministic given
+    ``seed``."""
+    try:
+        name, settings = augment_settings(mode)
+    except ConfigError as err:
+        raise ValueError(f"unknown augment: {err}") from None
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"augment: expected uint8 images (B, 3, H, W), got {tuple(images.shape)} {images.dtype}")
     size = tuple(size) if size is not None else tuple(images.shape[-2:])
     g = torch.Generator().manual_seed(int(seed))
-    return AUGMENTATIONS[mode](images, maps, g, size)
+    return AUGMENTATIONS[name](images, maps, g, size, **settings)

@@ -14,8 +14,9 @@ import numpy as np
 import pandas as pd
 import torch
 
+from fashion_rembg.choices import augment_settings
 from fashion_rembg.datasets.store import read_manifest
-from fashion_rembg.training.augment import AUGMENTATIONS
+from fashion_rembg.errors import ConfigError
 from fashion_rembg.training.augment import augment as augment_images
 
 __all__ = [
@@ -232,8 +233,10 @@ class BatchFeeder:
         The order and one augmentation seed per batch are drawn from ``generator`` up front, so
         the draws depend on (generator, rows) only, never on image content.
         """
-        if augment not in AUGMENTATIONS:
-            raise ValueError(f"unknown augment {augment!r}; choose one of {list(AUGMENTATIONS)}")
+        try:
+            augment_settings(augment)
+        except ConfigError as err:
+            raise ValueError(f"unknown augment: {err}") from None
         n = len(self.rows)
         order = torch.randperm(n, generator=generator).numpy() if shuffle else np.arange(n)
         batches = []
