@@ -41,7 +41,7 @@ rule train_standin_sod:
     priority: CRITICAL_PRIORITY
     conda:
         CONDA_ENV
-    threads: 2
+    threads: SALIENCY["standin"]["threads"]
     params:
         sod_dir=f"{DEMO_DIR}/sod_train",
         epochs=SALIENCY["standin"]["epochs"],
