@@ -2,6 +2,8 @@
 # Raw data → prepared stores → rembg masks → composites → training → tables, figures, report.
 from snakemake.utils import min_version
 
+from fashion_rembg.workflow_io import cancel_scheduler_timers
+
 min_version("9.12")
 
 
@@ -30,3 +32,12 @@ rule all:
     default_target: True
     input:
         final_outputs(),
+
+
+# The workflow is done: its scheduler timers need not run out before the process exits.
+onsuccess:
+    cancel_scheduler_timers()
+
+
+onerror:
+    cancel_scheduler_timers()
