@@ -1,8 +1,10 @@
 """Snakemake's scheduler re-evaluation timers are cancelled when the workflow ends (workflow_io)."""
+import re
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 from fashion_rembg.workflow_io import cancel_scheduler_timers
 
@@ -40,3 +42,9 @@ def test_a_finished_workflow_exits_without_waiting_for_its_timers(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0.txt", "1.txt", "2.txt"]
     assert time.monotonic() - start < 50
+
+
+def test_the_workflow_cancels_them_when_it_ends_or_fails():
+    snakefile = (Path(__file__).resolve().parents[1] / "Snakefile").read_text()
+    for hook in ("onsuccess", "onerror"):
+        assert re.search(rf"^{hook}:\n    cancel_scheduler_timers\(\)$", snakefile, re.M), f"no {hook} hook"

@@ -34,8 +34,8 @@ INSTANCE_INITS = ("scratch", "imagenet", "coco")
 # The names of fashion_rembg.training.augment.AUGMENTATIONS, which needs torch: the config is checked
 # at DAG time without it (tests/test_augment.py keeps both equal).
 AUGMENTATIONS = ("none", "flip", "crop_flip", "color_jitter", "randaugment")
-# RandAugment's strength as in timm's "rand-m9-n2" strings: `randaugment-n<ops>-m<magnitude>` (either part may
-# be left out); plain `randaugment` is torchvision's default, 2 ops per image at magnitude 9.
+# RandAugment's strength: `randaugment-n<ops>-m<magnitude>` (either part may be left out; like timm's
+# "rand-n2-m9" strings, but in this one order); plain `randaugment` is torchvision's default, 2 ops at magnitude 9.
 RANDAUGMENT_DEFAULTS = {"num_ops": 2, "magnitude": 9}
 RANDAUGMENT_LIMITS = {"num_ops": (1, 14), "magnitude": (0, 30)}  # v2.RandAugment: 14 ops, 31 magnitude bins
 _RANDAUGMENT = re.compile(r"randaugment(?:-n(?P<num_ops>\d+))?(?:-m(?P<magnitude>\d+))?")

@@ -46,6 +46,7 @@ rule train_standin_sod:
         sod_dir=f"{DEMO_DIR}/sod_train",
         epochs=SALIENCY["standin"]["epochs"],
         seed=SALIENCY["standin"]["seed"],
+        threads=SALIENCY["standin"]["threads"],  # the model's bytes depend on it: a change retrains
     script:
         "../scripts/train_standin_sod.py"
 

@@ -148,8 +148,8 @@ def _rand_augment_transform(photometric_only: bool, num_ops: int, magnitude: int
     return PhotometricRandAugment(num_ops=num_ops, magnitude=magnitude)
 
 
-def rand_augment(images: torch.Tensor, maps: Maps, g: torch.Generator, *, num_ops: int = 2,
-                 magnitude: int = 9) -> tuple[torch.Tensor, Maps]:
+def rand_augment(images: torch.Tensor, maps: Maps, g: torch.Generator, *, num_ops: int,
+                 magnitude: int) -> tuple[torch.Tensor, Maps]:
     """torchvision v2 RandAugment (``num_ops`` ops per image at ``magnitude``), per sample (each draws
     its own ops). With class maps only its photometric ops are used, so the maps stay aligned."""
     transform = _rand_augment_transform(maps is not None, num_ops, magnitude)
