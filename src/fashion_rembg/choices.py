@@ -67,6 +67,8 @@ def canonical_augment(name: str) -> str:
     if not settings or settings == RANDAUGMENT_DEFAULTS:
         return base
     return f"{base}-n{settings['num_ops']}-m{settings['magnitude']}"
+
+
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
 # Config name of a segmentation architecture (segmentation_models_pytorch class: models/segmenters.py).

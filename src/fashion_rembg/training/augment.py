@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from fashion_rembg.choices import augment_settings
 from fashion_rembg.errors import ConfigError
 
-__all__ = ["AUGMENTATIONS", "CROP_RATIO", "CROP_SCALE", "JITTER", "augment", "crop_boxes", "resize"]
+__all__ = ["AUGMENTATIONS", "CROP_RATIO", "CROP_SCALE", "JITTER", "augment", "augment_mode", "crop_boxes", "resize"]
 
 # Crops keep at least a quarter of the image: full-body fashion photos lose the garment below that.
 CROP_SCALE = (0.25, 1.0)
@@ -194,16 +194,22 @@ AUGMENTATIONS: dict[str, Callable[..., tuple[torch.Tensor, Maps]]] = {
 }
 
 
+def augment_mode(mode: str) -> tuple[str, dict[str, int]]:
+    """``(AUGMENTATIONS name, its settings)`` of an augment value (``choices.augment_settings``), or a
+    ValueError naming it."""
+    try:
+        return augment_settings(mode)
+    except ConfigError as err:
+        raise ValueError(f"unknown augment: {err}") from None
+
+
 def augment(
     images: torch.Tensor, maps: Maps, *, mode: str, seed: int, size: Size | None = None
 ) -> tuple[torch.Tensor, Maps]:
     """Apply augmentation ``mode`` (a name of AUGMENTATIONS, or ``randaugment-n<ops>-m<magnitude>``) to a
     uint8 batch (and its class maps), output at ``size`` (default: the input size). Deterministic given
     ``seed``."""
-    try:
-        name, settings = augment_settings(mode)
-    except ConfigError as err:
-        raise ValueError(f"unknown augment: {err}") from None
+    name, settings = augment_mode(mode)
     if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"augment: expected uint8 images (B, 3, H, W), got {tuple(images.shape)} {images.dtype}")
     size = tuple(size) if size is not None else tuple(images.shape[-2:])

@@ -14,10 +14,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from fashion_rembg.choices import augment_settings
 from fashion_rembg.datasets.store import read_manifest
-from fashion_rembg.errors import ConfigError
 from fashion_rembg.training.augment import augment as augment_images
+from fashion_rembg.training.augment import augment_mode
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -233,10 +232,7 @@ class BatchFeeder:
         The order and one augmentation seed per batch are drawn from ``generator`` up front, so
         the draws depend on (generator, rows) only, never on image content.
         """
-        try:
-            augment_settings(augment)
-        except ConfigError as err:
-            raise ValueError(f"unknown augment: {err}") from None
+        augment_mode(augment)  # fail before the first batch
         n = len(self.rows)
         order = torch.randperm(n, generator=generator).numpy() if shuffle else np.arange(n)
         batches = []

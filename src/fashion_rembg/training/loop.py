@@ -23,8 +23,7 @@ from torch import nn
 
 from fashion_rembg import gpu_slots
 from fashion_rembg.atomic import write_csv
-from fashion_rembg.choices import augment_settings
-from fashion_rembg.errors import ConfigError
+from fashion_rembg.training.augment import augment_mode
 from fashion_rembg.training.data import BatchFeeder, channels_last_on
 
 __all__ = [
@@ -206,9 +205,9 @@ class TrainConfig:
         if cfg.optimizer not in ("sgd", "adamw"):
             raise ValueError(f"experiment {eid!r}: optimizer must be 'sgd' or 'adamw', got {cfg.optimizer!r}")
         try:
-            augment_settings(cfg.augment)
-        except ConfigError as err:
-            raise ValueError(f"experiment {eid!r}: augment {err}") from None
+            augment_mode(cfg.augment)
+        except ValueError as err:
+            raise ValueError(f"experiment {eid!r}: {err}") from None
         if cfg.schedule not in SCHEDULES:
             raise ValueError(f"experiment {eid!r}: schedule must be one of {list(SCHEDULES)}, got {cfg.schedule!r}")
         if not 0.0 <= cfg.label_smoothing < 1.0 or cfg.early_stopping < 0:
