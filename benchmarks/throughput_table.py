@@ -25,10 +25,12 @@ sys.path.insert(0, str(ROOT / "src"))
 from fashion_rembg.atomic import write_csv  # noqa: E402
 from fashion_rembg.job_resources import THROUGHPUT_FIELDS  # noqa: E402
 
-# The architectures of config/paper.yaml: (task, table name, builder kwargs).
+# The architectures of config/paper.yaml and config/config.yaml (tests/test_job_resources.py checks
+# both have rows): (task, table name, builder kwargs).
 MODELS = [
     ("classification", "shallow_cnn-w16b3", dict(name="shallow_cnn", width=16, blocks=3)),
     ("classification", "shallow_cnn-w24b2", dict(name="shallow_cnn", width=24, blocks=2)),
+    ("classification", "shallow_cnn-w24b3", dict(name="shallow_cnn", width=24, blocks=3)),
     ("classification", "shallow_cnn-w32b2", dict(name="shallow_cnn", width=32, blocks=2)),
     ("classification", "shallow_cnn-w32b3", dict(name="shallow_cnn", width=32, blocks=3)),
     ("classification", "shallow_cnn-w32b4", dict(name="shallow_cnn", width=32, blocks=4)),
