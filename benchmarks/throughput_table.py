@@ -4,8 +4,8 @@ auto time limits of training jobs (fashion_rembg.job_resources) and by `python -
     .venv/bin/python benchmarks/training_throughput.py --device cuda --arch resnet50 --table gpu
         # measures and writes one row (source: measured)
     .venv/bin/python benchmarks/throughput_table.py
-        # fills the other architectures of config/paper.yaml from the measured row of each device kind,
-        # scaled by forward FLOPs (torch.utils.flop_counter at 224²; source: "scaled from ...")
+        # fills the other architectures of config/paper.yaml and config/config.yaml from the measured row
+        # of each device kind, scaled by forward FLOPs (torch.utils.flop_counter at 224²; source: "scaled from ...")
 
 A measured row is never overwritten by a scaled one. Time limits use these numbers × a safety factor.
 """
@@ -25,8 +25,8 @@ sys.path.insert(0, str(ROOT / "src"))
 from fashion_rembg.atomic import write_csv  # noqa: E402
 from fashion_rembg.job_resources import THROUGHPUT_FIELDS  # noqa: E402
 
-# The architectures of config/paper.yaml and config/config.yaml (tests/test_job_resources.py checks
-# both have rows): (task, table name, builder kwargs).
+# The architectures of config/paper.yaml and config/config.yaml, (task, table name, builder kwargs);
+# tests/test_job_resources.py checks that throughput.tsv has their rows (regenerate it after a change).
 MODELS = [
     ("classification", "shallow_cnn-w16b3", dict(name="shallow_cnn", width=16, blocks=3)),
     ("classification", "shallow_cnn-w24b2", dict(name="shallow_cnn", width=24, blocks=2)),
