@@ -16,6 +16,9 @@ from fashion_rembg.errors import ConfigError
 from fashion_rembg.evaluation.coco_eval import rescore
 from fashion_rembg.models.detectors import INSTANCE_ARCHS
 from fashion_rembg.paths import pretrained_file
+from fashion_rembg.reporting.aggregate import AP_RESAMPLES
+from fashion_rembg.reporting.loading import run_ap_matches
+from fashion_rembg.reporting.stats import paired_ap_delta
 
 from workflow_helpers import ROOT, planned_jobs, snakemake, tiny_config
 
@@ -78,15 +81,29 @@ def test_instance_runs_end_to_end(workdir):
             assert npz[f"quality_{npz['conditions'][0]}"].shape == npz["ids"].shape
     summary = pd.read_csv(results / "tables" / "summary.csv")
     rembg = summary[(summary["task"] == "instance") & (summary["variant"] == "rembg")]
-    assert len(rembg) == 1 and rembg[["delta", "ci_delta", "ci_low", "ci_high", "p_value"]].notna().all().all()
+    assert len(rembg) == 1 and rembg[["delta", "ci_low", "ci_high", "p_value"]].notna().all().all()
     assert rembg["primary_metric"].tolist() == ["segm_ap"]
+    # The CI and p are those of Δ segm AP itself: the same statistics recomputed from the two runs'
+    # re-scorable COCO files (loading.run_ap_matches) give the table's numbers.
+    (row,) = rembg.to_dict("records")
+    matches = {}
+    for path in runs:
+        with np.load(path.parent / "predictions.npz") as npz:
+            matches[path.parent.parent.name] = run_ap_matches(path.parent / "predictions.npz", str(npz["conditions"][0]))
+    (original,) = [m for name, m in matches.items() if "-original-" in name]
+    (rembg_run,) = [m for name, m in matches.items() if "-rembg-" in name]
+    expected = paired_ap_delta([original], [rembg_run], n_boot=AP_RESAMPLES[0], n_perm=AP_RESAMPLES[1], seed=0)
+    assert row["delta"] == pytest.approx(expected.delta, abs=1e-6)
+    assert (row["ci_low"], row["ci_high"], row["p_value"]) == pytest.approx(
+        (expected.ci_low, expected.ci_high, expected.p_value))
+    assert "ci_delta" not in summary.columns
     # One epoch on 16 images: run health must flag a run whose val segm AP never rose above 0.01.
     (history,) = (results / "runs" / "instance").glob("*-rembg-*/seed-0/history.csv")
     learnt = pd.read_csv(history)["val_score"].max() > 0.01
     assert rembg["health"].tolist() in ([["ok"], ["collapsed"]] if learnt else [["collapsed"]])
     md = (results / "tables" / "summary.md").read_text()
-    assert "## Instance segmentation (modanet)" in md and "Δ segm quality [95 % CI]" in md
-    assert "CI and p are those of Δ mean per-image segm quality" in md
+    assert "## Instance segmentation (modanet)" in md and "Δ segm AP [95 % CI]" in md
+    assert "re-pools them into COCO AP" in md
     cross = pd.read_csv(results / "tables" / "cross_condition.csv")
     assert set(cross[cross["task"] == "instance"]["test_variant"]) == {"original", "rembg"}
     for name in ("variant_bars", "instance_per_class_ap", "instance_examples"):

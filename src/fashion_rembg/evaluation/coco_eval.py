@@ -5,14 +5,15 @@ ground truth, plus the files that let anyone re-score a run with plain pycocotoo
 COCOeval reports -1 where no ground-truth object falls in a size range (or class); those become
 `None` (JSON null) — "not measurable here", not zero.
 
-Per-image score (one number per test image, for the paired bootstrap in `reporting/stats.py`):
+Per-image score (one number per test image; the run-health check counts the images it found
+something on, and its mean is reported as `mean_segm_quality`; the CI of Δ segm AP resamples
+COCOeval's per-image matches instead, `coco_resample`):
 **segmentation quality at IoU 0.5** (the panoptic-quality form), from COCOeval's own matching:
 `sum(IoU of matched pairs) / (TP + FP/2 + FN/2)`, counting predictions with score ≥ 0.5, crowd
 regions ignored as COCOeval ignores them, 1.0 for an image with nothing to find and nothing
 claimed. Why not per-image AP: AP is a ranking measure over the whole test set; on one image it is
 undefined for classes the image lacks and then ignores false alarms of those classes. This score is
-defined for every image, penalises misses, false alarms and poor masks, and its mean over images is
-what `stats.mean_statistic` resamples. It is *not* AP: its CI is the CI of Δ mean quality.
+defined for every image and penalises misses, false alarms and poor masks. It is *not* AP.
 """
 from __future__ import annotations
 

@@ -25,10 +25,6 @@ log = logging.getLogger(__name__)
 
 # Primary metric per task: the one the study compares between variants.
 PRIMARY_METRIC = {"classification": "top1", "segmentation": "miou", "instance": "segm_ap"}
-# Tasks whose primary metric does not decompose over images (COCO AP ranks detections over the whole
-# test set): their CI and p are about Δ of this per-image metric's mean instead (summary ``ci_delta``),
-# and Δ of the primary metric is a point estimate only.
-CI_METRIC = {"instance": "mean_segm_quality"}
 # Known scalar metrics, in display order; other scalar metrics follow alphabetically.
 KNOWN_METRICS = {
     "classification": ["top1", "top5", "macro_f1"],
@@ -215,6 +211,7 @@ class RunScores:
     scores: np.ndarray  # (N,) 0/1 correctness or segm quality, or (N, C, C) per-image pixel confusion matrices
     strata: np.ndarray | None  # (N,) true class (classification), the bootstrap strata
     n_predicted_classes: int | None  # None: not checked (instance runs)
+    ap: object | None = None  # instance: evaluation.coco_resample.ApMatches of the own condition (segm)
 
 
 @dataclass
@@ -251,7 +248,7 @@ def load_run_scores(predictions: Path | str, task: str) -> RunScores | None:
     if task == "instance":  # per-image segm quality at IoU 0.5 (coco_eval.per_image_quality)
         if f"quality_{key}" not in data:
             raise ValueError(f"{path}: predictions.npz lacks 'quality_{key}' (see docs/CONTRACTS.md)")
-        return RunScores(ids, data[f"quality_{key}"].astype(np.float64), None, None)
+        return RunScores(ids, data[f"quality_{key}"].astype(np.float64), None, None, run_ap_matches(path, key))
     if f"confusion_{key}" not in data:
         log.warning("%s: no per-image confusion matrices (written by an older evaluation job): no CI or p-value "
                     "for this run; re-run its evaluation job to get them", path)  # fmt: skip
@@ -259,6 +256,26 @@ def load_run_scores(predictions: Path | str, task: str) -> RunScores | None:
     confusions = data[f"confusion_{key}"].astype(np.float64)
     predicted = int(np.count_nonzero(confusions.sum(axis=(0, 1))))
     return RunScores(ids, confusions, None, predicted)
+
+
+def run_ap_matches(predictions: Path, key: str):
+    """COCOeval's per-image segm matches of an instance run's own condition, from the re-scorable files
+    next to its predictions (<run>/coco/<key>/); None (with a warning) when they are missing."""
+    folder = predictions.parent / "coco" / key
+    gt_file, results_file = folder / "ground_truth.json", folder / "results_segm.json"
+    if not (gt_file.is_file() and results_file.is_file()):
+        log.warning("%s: no COCO files (ground_truth.json, results_segm.json): no CI or p-value for this run; "
+                    "re-run its evaluation job to get them", folder)  # fmt: skip
+        return None
+    from fashion_rembg.evaluation.coco_eval import coco_from_dict
+    from fashion_rembg.evaluation.coco_resample import ap_matches
+
+    try:
+        gt = coco_from_dict(json.loads(gt_file.read_text()))
+        results = json.loads(results_file.read_text())
+    except (ValueError, OSError, KeyError) as exc:
+        raise ValueError(f"{folder}: unreadable COCO files ({exc}); re-run the evaluation job") from exc
+    return ap_matches(gt, results, sorted(gt.getImgIds()), "segm")
 
 
 def read_history(path: Path, *, required: bool = False) -> pd.DataFrame | None:

@@ -28,14 +28,12 @@ from matplotlib.patches import Patch
 from fashion_rembg.reporting.aggregate import learning_curve_data
 from fashion_rembg.reporting.figure_style import DPI, report_style, save_png, snap_inches
 from fashion_rembg.reporting.labels import condition_key, is_present, task_rank, variant_rank
-from fashion_rembg.reporting.loading import CI_METRIC
 
 # Okabe-Ito colour-blind-safe palette; original is always the first (blue).
 ORIGINAL_COLOR = "#0072B2"
 CONDITION_COLORS = ["#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000"]
 LINESTYLES = ["-", "--", ":", "-."]
-METRIC_AXIS_LABEL = {"top1": "top-1 accuracy", "miou": "mIoU", "segm_ap": "segm AP",
-                     "mean_segm_quality": "segm quality"}  # fmt: skip
+METRIC_AXIS_LABEL = {"top1": "top-1 accuracy", "miou": "mIoU", "segm_ap": "segm AP"}
 VAL_SCORE_LABEL = {"classification": "val accuracy", "segmentation": "val mIoU", "instance": "val segm AP"}
 
 
@@ -179,9 +177,6 @@ def plot_variant_bars(
 def _plot_delta_ci(ax, sub: pd.DataFrame, colors: dict[str, str]) -> None:
     """Δ vs original per configuration and condition, 95 % CI as error bars, zero line."""
     metric = str(sub["primary_metric"].iloc[0])
-    # A CI of another metric's Δ (instance: per-image segm quality) is drawn around that Δ (o); the
-    # primary Δ (segm AP) is a point estimate only (×).
-    ci_metric = CI_METRIC.get(str(sub["task"].iloc[0])) if "ci_delta" in sub else None
     configs = list(dict.fromkeys(sub["config_label"].astype(str)))
     deltas = sub[(sub["variant"] != "original") & sub["delta"].notna()]
     conds = [lab for _, lab, _ in sorted(set(_conditions(deltas)))]
@@ -198,11 +193,7 @@ def _plot_delta_ci(ax, sub: pd.DataFrame, colors: dict[str, str]) -> None:
                 lo, hi = float(lo), float(hi)
                 ax.errorbar(x, (lo + hi) / 2, yerr=(hi - lo) / 2, fmt="none", ecolor=colors[cond], elinewidth=1.2,
                             capsize=3, zorder=3)  # fmt: skip
-            if ci_metric and is_present(r.get("ci_delta")):
-                ax.plot(x, float(r["ci_delta"]), "o", color=colors[cond], markersize=4, zorder=4)
-                ax.plot(x, d, "x", color=colors[cond], markersize=5, zorder=4)
-            else:
-                ax.plot(x, d, "o", color=colors[cond], markersize=4, zorder=4)
+            ax.plot(x, d, "o", color=colors[cond], markersize=4, zorder=4)
             p_holm = r.get("p_holm")
             if is_present(p_holm) and float(p_holm) < 0.05:
                 top = float(hi) if is_present(hi) else d
@@ -211,10 +202,7 @@ def _plot_delta_ci(ax, sub: pd.DataFrame, colors: dict[str, str]) -> None:
     ax.set_xticks(range(len(configs)))
     ax.set_xticklabels([_wrap(c, 22) for c in configs], fontsize=7)
     ax.set_xlim(-0.6, len(configs) - 0.4)
-    label = METRIC_AXIS_LABEL.get(metric, metric)
-    if ci_metric:
-        label = f"{METRIC_AXIS_LABEL.get(ci_metric, ci_metric)} (o, CI) / {label} (×)"
-    ax.set_ylabel(f"Δ {label}")
+    ax.set_ylabel(f"Δ {METRIC_AXIS_LABEL.get(metric, metric)}")
     ax.tick_params(axis="x", length=0)
     ax.set_xlabel("Δ vs original, 95 % CI (image bootstrap); * Holm p < 0.05",
                   fontsize=6.5, color="#666666")  # fmt: skip

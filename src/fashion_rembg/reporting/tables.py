@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from fashion_rembg.reporting.labels import STANDIN_INIT, is_present, task_rank, variant_rank
-from fashion_rembg.reporting.loading import CI_METRIC, PRIMARY_METRIC, metric_columns
+from fashion_rembg.reporting.loading import PRIMARY_METRIC, metric_columns
 
 METRIC_TITLES = {
     "top1": "top-1",
@@ -29,13 +29,6 @@ METRIC_TITLES = {
 # Decimals in the Markdown tables (metrics are fractions in [0, 1]).
 # Section titles (default: the task name capitalised).
 TASK_TITLES = {"segmentation": "Segmentation", "instance": "Instance segmentation"}
-CI_METRIC_NOTE = {
-    "instance": (
-        "Δ segm AP (COCOeval over the whole test set) is the point estimate; it has no per-image "
-        "decomposition, so the 95 % CI and p are those of Δ mean per-image segm quality (IoU 0.5, "
-        "sum of matched IoUs / (TP + FP/2 + FN/2), detections with score ≥ 0.5; coco_eval.per_image_quality)."
-    ),
-}
 METRIC_DIGITS = {"best_epoch": 1, "epochs_run": 1}
 FLOAT_FORMAT = "%.10g"  # enough digits for metrics, avoids 0.6100000000000001 noise
 STATS_METHOD = (
@@ -46,7 +39,9 @@ STATS_METHOD = (
     "swapped jointly over seeds; exact when at most 16 images differ, else 9999 Monte Carlo resamples; "
     "with one seed and 0/1 scores this is the exact McNemar test). "
     "p (Holm): Holm–Bonferroni adjusted across the Δ of the table. Segmentation resamples per-image "
-    "pixel confusion matrices, so the CI is that of the dataset mIoU."
+    "pixel confusion matrices, so the CI is that of the dataset mIoU. Instance segmentation resamples "
+    "COCOeval's per-image matches and re-pools them into COCO AP (1000 bootstrap resamples, 999 "
+    "Monte Carlo permutations; evaluation.coco_resample), so the CI and p are those of Δ segm AP."
 )
 
 
@@ -151,9 +146,7 @@ def summary_markdown(summary: pd.DataFrame, quality: pd.DataFrame | None = None)
         show_dataset = sub["dataset"].nunique() > 1 and "dataset" in sub
         header = (["dataset"] if show_dataset else []) + ["configuration", "condition", "seeds"]
         header += [METRIC_TITLES.get(m, m) for m in metrics]
-        ci_metric = CI_METRIC.get(task) if with_ci else None  # CI of another metric's Δ: its own column
-        header += [f"Δ {METRIC_TITLES.get(primary, primary)}" + (" [95 % CI]" if with_ci and not ci_metric else "")]
-        header += [f"Δ {METRIC_TITLES.get(ci_metric, ci_metric)} [95 % CI]"] if ci_metric else []
+        header += [f"Δ {METRIC_TITLES.get(primary, primary)}" + (" [95 % CI]" if with_ci else "")]
         header += ["paired"] + (["p", "p (Holm)"] if with_ci else []) + ["health"]
         rows = []
         for _, r in sub.iterrows():
@@ -162,27 +155,21 @@ def summary_markdown(summary: pd.DataFrame, quality: pd.DataFrame | None = None)
             ]
             row += [fmt_mean_std(r[f"{m}_mean"], r[f"{m}_std"], METRIC_DIGITS.get(m, 3)) for m in metrics]
             if r["variant"] == "original" or not is_present(r["delta"]):
-                row += ["", ""] + (["", ""] if with_ci else []) + ([""] if ci_metric else [])
+                row += ["", ""] + (["", ""] if with_ci else [])
             else:
                 ci = is_present(r.get("ci_low"))
-                if ci_metric:  # Δ primary as point estimate, the CI beside the Δ it belongs to
-                    row += [fmt_mean_std(r["delta"], r["delta_std"], signed=True),
-                            fmt_ci(r["ci_delta"], r["ci_low"], r["ci_high"]) if ci else ""]
-                else:
-                    row += [fmt_ci(r["delta"], r["ci_low"], r["ci_high"]) if ci
-                            else fmt_mean_std(r["delta"], r["delta_std"], signed=True)]
+                row += [fmt_ci(r["delta"], r["ci_low"], r["ci_high"]) if ci
+                        else fmt_mean_std(r["delta"], r["delta_std"], signed=True)]
                 row.append("yes" if is_present(r["paired"]) and str(r["paired"]).lower() == "true" else "no")
                 row += [fmt_p(r.get("p_value")), fmt_p(r.get("p_holm"))] if with_ci else []
             health = str(r.get("health", "unchecked"))
             row.append(health if health in ("ok", "unchecked", "nan") else f"⚠ {health}")
             rows.append(row)
-        n_fixed = len(header) - len(metrics) - 4 - (2 if with_ci else 0) - bool(ci_metric)
-        align = ["l"] * n_fixed + ["r"] * (len(metrics) + 2 + bool(ci_metric)) + ["c"] + ["r", "r"] * with_ci + ["l"]
+        n_fixed = len(header) - len(metrics) - 4 - (2 if with_ci else 0)
+        align = ["l"] * n_fixed + ["r"] * (len(metrics) + 2) + ["c"] + ["r", "r"] * with_ci + ["l"]
         datasets = ", ".join(sorted(sub["dataset"].astype(str).unique())) if "dataset" in sub else ""
         out += ["", f"## {TASK_TITLES.get(task, task.capitalize())}" + (f" ({datasets})" if datasets else ""), "",
                 _md_table(header, rows, align)]
-        if ci_metric:
-            out += ["", CI_METRIC_NOTE.get(task, "")]
 
     if quality is not None and len(quality):
         header = ["dataset", "SOD model", "n", "mean IoU", "MAE", "F-beta",
@@ -228,11 +215,8 @@ def summary_latex(summary: pd.DataFrame) -> str:
         metric = PRIMARY_METRIC.get(task, "")
         title = METRIC_TITLES.get(metric, metric)
         show_health = not flagged_rows(sub).empty
-        ci_metric = CI_METRIC.get(task) if with_ci else None
         header = ["Configuration", "Condition", "Seeds", _tex(title), r"$\Delta$ " + _tex(title)
-                  + (r" [95\,\% CI]" if with_ci and not ci_metric else r" $\pm$ std")]
-        if ci_metric:  # the CI belongs to Δ of another (per-image) metric: its own column
-            header.append(r"$\Delta$ " + _tex(METRIC_TITLES.get(ci_metric, ci_metric)) + r" [95\,\% CI]")
+                  + (r" [95\,\% CI]" if with_ci else r" $\pm$ std")]
         header += ["$p$", r"$p_{\mathrm{Holm}}$"] if with_ci else []
         header += ["Health"] if show_health else []
         cols = "llr" + "r" * (len(header) - 3 - show_health) + ("l" if show_health else "")
@@ -243,11 +227,7 @@ def summary_latex(summary: pd.DataFrame) -> str:
                      _tex_num(fmt_mean_std(r[f"{metric}_mean"], r[f"{metric}_std"]))]
             original = r["variant"] == "original" or not is_present(r["delta"])
             if original:
-                cells += [""] + (["", ""] if with_ci else []) + ([""] if ci_metric else [])
-            elif ci_metric:
-                cells += [_tex_num(fmt_mean_std(r["delta"], r["delta_std"], signed=True)),
-                          _tex_num(fmt_ci(r["ci_delta"], r.get("ci_low"), r.get("ci_high"))),
-                          _tex_num(fmt_p(r.get("p_value"))), _tex_num(fmt_p(r.get("p_holm")))]
+                cells += [""] + (["", ""] if with_ci else [])
             elif with_ci:
                 ci = fmt_ci(r["delta"], r.get("ci_low"), r.get("ci_high"))
                 cells += [_tex_num(ci), _tex_num(fmt_p(r.get("p_value"))), _tex_num(fmt_p(r.get("p_holm")))]
@@ -263,8 +243,8 @@ def summary_latex(summary: pd.DataFrame) -> str:
                         + (", stratified by class" if task == "classification" else "")
                         + r"); $p$: paired permutation test over images; $p_{\mathrm{Holm}}$: Holm-corrected "
                         "across this table.")
-        if ci_metric:
-            caption += " " + _tex(CI_METRIC_NOTE.get(task, ""))
+            if task == "instance":
+                caption += " Each resample re-pools COCOeval's per-image matches into segm AP."
         if sub["config_label"].astype(str).str.contains(STANDIN_INIT, regex=False).any():
             caption += " imagenet (stand-in): seeded random weights, not ImageNet's (demo)."
         lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{caption}}}",
