@@ -89,7 +89,8 @@ def test_instance_runs_end_to_end(workdir):
     matches = {}
     for path in runs:
         with np.load(path.parent / "predictions.npz") as npz:
-            matches[path.parent.parent.name] = run_ap_matches(path.parent / "predictions.npz", str(npz["conditions"][0]))
+            own = str(npz["conditions"][0])
+        matches[path.parent.parent.name] = run_ap_matches(path.parent / "predictions.npz", own)
     (original,) = [m for name, m in matches.items() if "-original-" in name]
     (rembg_run,) = [m for name, m in matches.items() if "-rembg-" in name]
     expected = paired_ap_delta([original], [rembg_run], n_boot=AP_RESAMPLES[0], n_perm=AP_RESAMPLES[1], seed=0)
