@@ -149,3 +149,35 @@ def test_paired_ap_delta_rejects_unpaired_input():
         paired_ap_delta([m], [m, m])
     with pytest.raises(ValueError, match="level"):
         paired_ap_delta([m], [m], level=1.5)
+
+
+def test_pooled_runs_rank_score_ties_by_image_as_cocoeval():
+    """Image 1 from run b and image 2 from run a, both with a detection at score 0.9: COCOeval ranks
+    the tie by image, not by run."""
+    box = {"category_id": 1, "area": 400, "iscrowd": 0, "bbox": [10, 10, 20, 20]}
+    gt = {"images": [{"id": i, "width": 64, "height": 64} for i in (1, 2)], "categories": [{"id": 1, "name": "c"}],
+          "annotations": [{**box, "id": i, "image_id": i} for i in (1, 2)]}  # fmt: skip
+    hit, miss = [10, 10, 20, 20], [40, 40, 10, 10]
+    run_a = [{"image_id": 1, "category_id": 1, "bbox": hit, "score": 0.3},
+             {"image_id": 2, "category_id": 1, "bbox": miss, "score": 0.9},
+             {"image_id": 2, "category_id": 1, "bbox": hit, "score": 0.2}]  # fmt: skip
+    run_b = [{"image_id": 1, "category_id": 1, "bbox": hit, "score": 0.9},
+             {"image_id": 2, "category_id": 1, "bbox": hit, "score": 0.2}]  # fmt: skip
+    swap = np.array([1.0, 0.0])
+    mixed = [r for r in run_a if r["image_id"] == 2] + [r for r in run_b if r["image_id"] == 1]
+    pooled = pooled_ap([_matches(gt, run_a), _matches(gt, run_b)],
+                       lambda run, _k, im: ((1 - swap) if run == 0 else swap)[None, im], np.ones((1, 2)))[0]
+    assert pooled == pytest.approx(_coco_ap(gt, mixed), abs=1e-6)
+
+
+def test_image_order_is_cocoevals_and_no_objects_gives_no_p():
+    gt, results = _dataset(np.random.default_rng(6), noise=1.0)
+    ids = [img["id"] for img in gt["images"]]
+    coco = coco_from_dict(gt)
+    shuffled = ap_matches(coco, copy.deepcopy(results), ids[::-1], "bbox")
+    assert list(shuffled.image_ids) == sorted(ids)
+    assert _ap(shuffled, np.ones(len(ids)))[0] == pytest.approx(_coco_ap(gt, results), abs=1e-6)
+    no_objects = {**gt, "annotations": []}
+    m = _matches(no_objects, [])
+    result = paired_ap_delta([m], [m], n_boot=10, n_perm=9)
+    assert np.isnan(result.delta) and np.isnan(result.p_value) and np.isnan(result.ci_low)

@@ -16,7 +16,7 @@ from fashion_rembg.errors import ConfigError
 from fashion_rembg.evaluation.coco_eval import rescore
 from fashion_rembg.models.detectors import INSTANCE_ARCHS
 from fashion_rembg.paths import pretrained_file
-from fashion_rembg.reporting.aggregate import AP_RESAMPLES
+from fashion_rembg.reporting.aggregate import ap_resamples
 from fashion_rembg.reporting.loading import run_ap_matches
 from fashion_rembg.reporting.stats import paired_ap_delta
 
@@ -93,7 +93,9 @@ def test_instance_runs_end_to_end(workdir):
         matches[path.parent.parent.name] = run_ap_matches(path.parent / "predictions.npz", own)
     (original,) = [m for name, m in matches.items() if "-original-" in name]
     (rembg_run,) = [m for name, m in matches.items() if "-rembg-" in name]
-    expected = paired_ap_delta([original], [rembg_run], n_boot=AP_RESAMPLES[0], n_perm=AP_RESAMPLES[1], seed=0)
+    boot, perm = ap_resamples([original], [rembg_run], 2000, 9999)
+    assert (boot, perm) == (1000, 999)  # a toy test set: the budget allows all of them
+    expected = paired_ap_delta([original], [rembg_run], n_boot=boot, n_perm=perm, seed=0)
     assert row["delta"] == pytest.approx(expected.delta, abs=1e-6)
     assert (row["ci_low"], row["ci_high"], row["p_value"]) == pytest.approx(
         (expected.ci_low, expected.ci_high, expected.p_value))

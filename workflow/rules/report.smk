@@ -7,6 +7,8 @@ rule aggregate:
         # Per-image scores (CIs, p-values) and training histories (run health), read beside each metrics.json.
         predictions=all_runs("predictions.npz"),
         histories=all_runs("history.csv"),
+        # Instance runs: COCOeval's per-image matches for the CI of Δ segm AP, read from these files.
+        coco=task_runs("instance", "coco"),
         quality=quality_files(),
     output:
         csv=report(

@@ -7,9 +7,11 @@ per-image matches: pool them once per class in COCOeval's score order, then weig
 its image's count in cumulative TP / FP sums and each image's objects in the object count. With all
 weights 1 this is `accumulate` + `summarize`'s AP (area "all", the largest maxDets, precision at
 COCO's 101 recall points averaged over the IoU thresholds and the classes with objects); a weight
-of 2 gives exactly the AP of the test set with that image duplicated (its detections tie with their
-copies, and a tie of equal increments does not change the interpolated precision at any recall
-point). `tests/test_coco_resample.py` checks both against COCOeval.
+of 2 gives the AP of the test set with that image duplicated next to itself (its detections tie with
+their copies, and a tie of equal increments does not change the interpolated precision at any recall
+point) — exactly, unless two detections of one class in one image share a score: COCOeval would
+interleave the copies, the weights keep each detection's copies together. `tests/test_coco_resample.py`
+checks both against COCOeval.
 """
 from __future__ import annotations
 
@@ -48,8 +50,9 @@ class ApMatches:
 
 
 def ap_matches(gt: COCO, results: list[dict], image_ids, iou_type: str = "segm") -> ApMatches:
-    """COCOeval's per-image matches of ``results`` on ``image_ids`` (all of gt's classes)."""
-    image_ids = np.asarray([int(i) for i in image_ids], dtype=np.int64)
+    """COCOeval's per-image matches of ``results`` on ``image_ids`` (all of gt's classes), images in
+    ascending id order (COCOeval's own: its evalImgs are indexed by the sorted ids)."""
+    image_ids = np.unique(np.asarray([int(i) for i in image_ids], dtype=np.int64))
     cat_ids = np.asarray(sorted(gt.getCatIds()), dtype=np.int64)
     n, k_all = len(image_ids), len(cat_ids)
     objects = np.zeros((k_all, n), dtype=np.float64)
@@ -169,8 +172,11 @@ def pooled_ap(runs: list[ApMatches], det_weights, image_weights: np.ndarray, dty
         fp = np.concatenate([r.det_fp[k] for r in runs], axis=1).astype(dtype)
         weights = np.concatenate([det_weights(n, k, r.det_image[k]) for n, r in enumerate(runs)], axis=1)
         weights = weights.astype(dtype, copy=False)
-        # Each run's detections are already ranked; a stable merge keeps each run's own order.
-        order = np.argsort(-scores, kind="mergesort")
+        # COCOeval's ranking of the pooled set: score, ties by image, then each run's own order. Within
+        # an image only one run's detections weigh (a swap moves whole images), so their order is moot.
+        images = np.concatenate([r.det_image[k] for r in runs])
+        position = np.concatenate([np.arange(len(r.det_image[k])) for r in runs])
+        order = np.lexsort((position, images, -scores))
         tp, fp, weights = tp[:, order], fp[:, order], weights[:, order]
         ap = np.zeros(b)
         step = max(1, _MAX_CELLS // max(1, tp.shape[0] * tp.shape[1]))

@@ -46,10 +46,24 @@ from fashion_rembg.reporting.loading import (
 CI_LEVEL = 0.95
 # Statistic of the per-image scores whose difference the CI and p-value are about (= the primary metric).
 STATISTIC = {"classification": st.mean_statistic, "segmentation": st.miou_statistic, "instance": st.mean_statistic}
-# Instance segmentation: bootstrap resamples and permutations of Δ segm AP. Each one re-pools every
-# detection (stats.paired_ap_delta), ~1.4 ms per resample on the demo's 60 test images, ~70× that
-# on Fashionpedia's 1,158: fewer than the per-image statistics get.
+# Instance segmentation: at most this many bootstrap resamples and permutations of Δ segm AP, fewer
+# than the per-image statistics get: each one re-pools every detection (stats.paired_ap_delta), about
+# IoU thresholds × detections of both runs "cells" (×2 for a permutation), 40-75 ns each measured.
+# AP_CELL_BUDGET (~4-6 min) lowers them for large test sets, down to AP_MIN_RESAMPLES: the demo's 60
+# test images (~1.6k detections per run) get all of them in ~4 s, Fashionpedia's 1,158 with 100
+# detections per image ~300 per seed.
 AP_RESAMPLES = (1000, 999)
+AP_MIN_RESAMPLES = (200, 199)
+AP_CELL_BUDGET = 5e9
+
+
+def ap_resamples(runs_a: list, runs_b: list, n_boot: int, n_perm: int) -> tuple[int, int]:
+    """(bootstrap resamples, permutations) for Δ AP of these runs (ApMatches per seed) within the budget."""
+    cells = sum(a.det_tp[0].shape[0] * sum(len(d) for d in (*a.det_image, *b.det_image))
+                for a, b in zip(runs_a, runs_b))  # per bootstrap resample, all seeds
+    affordable = int(AP_CELL_BUDGET / max(1, 3 * cells))  # one resample of each: 1 + 2 units
+    return (min(n_boot, AP_RESAMPLES[0], max(AP_MIN_RESAMPLES[0], affordable)),
+            min(n_perm, AP_RESAMPLES[1], max(AP_MIN_RESAMPLES[1], affordable)))
 
 
 def _aligned(runs: list[RunScores], where: str) -> tuple[list[np.ndarray], np.ndarray | None]:
@@ -74,8 +88,12 @@ def _paired_stats(task: str, a_keys: list, b_keys: list, evidence: Evidence, whe
     if task == "instance":
         if any(r.ap is None for r in runs_a + runs_b):
             return None
-        return st.paired_ap_delta([r.ap for r in runs_a], [r.ap for r in runs_b], n_boot=min(n_boot, AP_RESAMPLES[0]),
-                                  n_perm=min(n_perm, AP_RESAMPLES[1]), seed=seed, level=CI_LEVEL)  # fmt: skip
+        ref = runs_a[0].ap
+        if any(not np.array_equal(r.ap.image_ids, ref.image_ids) for r in runs_a + runs_b):
+            raise ValueError(f"{where}: runs were tested on different images; re-run their evaluation jobs")
+        matches_a, matches_b = [r.ap for r in runs_a], [r.ap for r in runs_b]
+        boot, perm = ap_resamples(matches_a, matches_b, n_boot, n_perm)
+        return st.paired_ap_delta(matches_a, matches_b, n_boot=boot, n_perm=perm, seed=seed, level=CI_LEVEL)
     scores, strata = _aligned(runs_a + runs_b, where)
     return st.paired_delta(scores[: len(runs_a)], scores[len(runs_a):], strata, statistic=STATISTIC[task],
                            n_boot=n_boot, n_perm=n_perm, seed=seed, level=CI_LEVEL)  # fmt: skip

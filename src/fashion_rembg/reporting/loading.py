@@ -273,9 +273,12 @@ def run_ap_matches(predictions: Path, key: str):
     try:
         gt = coco_from_dict(json.loads(gt_file.read_text()))
         results = json.loads(results_file.read_text())
-    except (ValueError, OSError, KeyError) as exc:
-        raise ValueError(f"{folder}: unreadable COCO files ({exc}); re-run the evaluation job") from exc
-    return ap_matches(gt, results, sorted(gt.getImgIds()), "segm")
+        if not isinstance(results, list):
+            raise ValueError("results_segm.json is not a list of detections")
+        return ap_matches(gt, results, gt.getImgIds(), "segm")
+    except (ValueError, OSError, KeyError, TypeError, AssertionError) as exc:  # pycocotools asserts on bad input
+        raise ValueError(f"{folder}: unreadable COCO files ({exc or type(exc).__name__}); re-run the evaluation "
+                         "job") from exc
 
 
 def read_history(path: Path, *, required: bool = False) -> pd.DataFrame | None:

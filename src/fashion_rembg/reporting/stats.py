@@ -16,6 +16,9 @@ is Δ = mean over seeds of (metric(b_k) − metric(a_k)).
   often |Δ| is at least the observed one. Exact (all 2^m swaps of the m images whose scores
   differ) when m ≤ ``EXACT_MAX_IMAGES``, else Monte Carlo with a fixed seed, p = (1 + hits) /
   (1 + resamples). For 0/1 scores and one seed this is the exact McNemar test's permutation form.
+* :func:`paired_ap_delta`: the same for Δ COCO AP, which is not a sum over images: each resample
+  re-pools COCOeval's per-image matches (``evaluation.coco_resample``); its permutation null is
+  "an image's detections are exchangeable between the conditions" (scores included).
 * :func:`holm`: Holm–Bonferroni adjusted p-values across the comparisons of a table.
 * :func:`mcnemar_exact`: McNemar's exact test of one seed (binomial test on discordant pairs).
 
@@ -237,7 +240,14 @@ def paired_ap_delta(runs_a: Sequence, runs_b: Sequence, *, n_boot: int = 2000, n
         raise ValueError(f"paired_ap_delta: level must lie in (0, 1), got {level}")
     if n_boot < 1 or n_perm < 1:
         raise ValueError("paired_ap_delta: n_boot and n_perm must be >= 1")
-    n = len(runs_a[0].image_ids)
+    ref = runs_a[0]
+    for run in [*runs_a, *runs_b]:
+        if not (np.array_equal(run.image_ids, ref.image_ids) and np.array_equal(run.objects, ref.objects)):
+            raise ValueError("paired_ap_delta: the runs were scored on different test images or ground truth")
+    n = len(ref.image_ids)
+    method = (f"paired percentile bootstrap over test images ({n_boot} resamples, unstratified, seed pairing "
+              f"kept; COCO AP re-pooled from COCOeval's per-image matches); paired permutation test over images "
+              f"(Monte Carlo, {n_perm} resamples)")  # fmt: skip
 
     def ap(run, weights, dtype):
         return pooled_ap([run], lambda _r, _k, images: weights[:, images], weights, dtype)
@@ -246,6 +256,8 @@ def paired_ap_delta(runs_a: Sequence, runs_b: Sequence, *, n_boot: int = 2000, n
         return np.mean([ap(b, weights, dtype) - ap(a, weights, dtype) for a, b in zip(runs_a, runs_b)], axis=0)
 
     observed = float(deltas(np.ones((1, n)), np.float64)[0])  # COCOeval's AP exactly
+    if not math.isfinite(observed):  # no object in the test set: nothing to compare
+        return PairedDelta(observed, math.nan, math.nan, math.nan, method, int(n), len(runs_a))
     rng = np.random.default_rng(seed)
     chunk = 256  # pooled_ap blocks its own memory; this bounds the weight matrices
     boot = np.concatenate([deltas(stratified_bootstrap_counts(None, n, min(chunk, n_boot - start), rng).astype(float))
@@ -254,7 +266,7 @@ def paired_ap_delta(runs_a: Sequence, runs_b: Sequence, *, n_boot: int = 2000, n
     alpha = (1 - level) / 2
     ci_low, ci_high = (float(q) for q in np.quantile(boot, [alpha, 1 - alpha])) if boot.size else (math.nan,) * 2
 
-    tol = 1e-12 * max(1.0, abs(observed))
+    tol = 1e-6 * max(1.0, abs(observed))  # the nulls are float32 sums
     hits = 0
     for start in range(0, n_perm, chunk):
         swaps = rng.integers(0, 2, size=(min(chunk, n_perm - start), n)).astype(np.float64)
@@ -267,9 +279,6 @@ def paired_ap_delta(runs_a: Sequence, runs_b: Sequence, *, n_boot: int = 2000, n
             null += swapped_b - swapped_a
         hits += int(np.sum(np.abs(null / len(runs_a)) >= abs(observed) - tol))
     p_value = (1 + hits) / (1 + n_perm)
-    method = (f"paired percentile bootstrap over test images ({n_boot} resamples, unstratified, seed pairing "
-              f"kept; COCO AP re-pooled from COCOeval's per-image matches); paired permutation test over images "
-              f"(Monte Carlo, {n_perm} resamples)")  # fmt: skip
     return PairedDelta(observed, ci_low, ci_high, min(1.0, p_value), method, int(n), len(runs_a))
 
 

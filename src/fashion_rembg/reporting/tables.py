@@ -40,8 +40,9 @@ STATS_METHOD = (
     "with one seed and 0/1 scores this is the exact McNemar test). "
     "p (Holm): Holm–Bonferroni adjusted across the Δ of the table. Segmentation resamples per-image "
     "pixel confusion matrices, so the CI is that of the dataset mIoU. Instance segmentation resamples "
-    "COCOeval's per-image matches and re-pools them into COCO AP (1000 bootstrap resamples, 999 "
-    "Monte Carlo permutations; evaluation.coco_resample), so the CI and p are those of Δ segm AP."
+    "COCOeval's per-image matches and re-pools them into COCO AP (unstratified; up to 1000 bootstrap "
+    "resamples and 999 Monte Carlo permutations, fewer for large test sets; evaluation.coco_resample), so "
+    "the CI and p are those of Δ segm AP."
 )
 
 
