@@ -227,3 +227,46 @@ def test_finished_run_is_reused_only_for_the_same_inputs(store, tmp_path, caplog
 def _shift_mtime(path: Path, seconds: int) -> None:
     st = os.stat(path)
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + seconds * 10**9))
+
+
+class _State:
+    """The part of a TrainState the Checkpointer uses."""
+
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def state_dict(self) -> dict:
+        from fashion_rembg.training.loop import TRAIN_STATE_KEYS
+
+        return {key: (self.epoch if key == "epoch" else 0) for key in TRAIN_STATE_KEYS}
+
+    def load_state_dict(self, payload: dict) -> None:
+        self.epoch = payload["epoch"]
+
+
+@pytest.mark.parametrize("killed_in", ["write_json", "write_bytes"])
+def test_a_kill_while_saving_leaves_a_checkpoint_to_resume(tmp_path, monkeypatch, killed_in):
+    """A preempted job can be killed between the sidecar and the .pt write (each atomic on its own):
+    whichever it hit, the next attempt resumes, from the epoch before or the new one."""
+    import fashion_rembg.training.checkpoint as checkpoint
+
+    saver = checkpoint.Checkpointer(tmp_path, "job")
+    saver.save(_State(1))
+
+    def killed(*_args, **_kwargs):
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(checkpoint, killed_in, killed)
+    with pytest.raises(KeyboardInterrupt):
+        saver.save(_State(2))
+    monkeypatch.undo()
+    state = _State(0)
+    assert checkpoint.Checkpointer(tmp_path, "job").restore(state) and state.epoch == 1
+    resumed = checkpoint.Checkpointer(tmp_path, "job")
+    resumed.restore(_State(0))
+    resumed.save(_State(2))
+    resumed.save(_State(3))  # the sidecar now vouches for epochs 3 and 2, no longer for 1
+    state = _State(0)
+    assert checkpoint.Checkpointer(tmp_path, "job").restore(state) and state.epoch == 3
+    meta = json.loads((tmp_path / "last.json").read_text())
+    assert (meta["epoch"], meta["previous"]["epoch"]) == (3, 2)

@@ -46,6 +46,10 @@ class Checkpointer:
     """``<directory>/last.pt``: the TrainState after the last finished epoch, written atomically,
     plus ``last.json``: a plain-JSON sidecar with the job fingerprint and the .pt file's sha256.
 
+    The sidecar is written before the .pt and names both the new file and the one it replaces
+    (``previous``), so a kill at any moment (a preempted SLURM job) leaves a .pt the sidecar vouches
+    for: the new one, or the previous epoch's.
+
     It lives outside the job's declared outputs (Snakemake deletes those when a job fails), so a
     rerun after a crash or ``kill -9`` resumes from it. Once the model file exists it is replaced
     by ``finished.pt`` (a hard link to the model file, so no extra disk while both exist) and
@@ -61,15 +65,17 @@ class Checkpointer:
         self.finished = Path(directory) / FINISHED_NAME
         self.finished_sidecar = self.finished.with_suffix(".json")
         self.fingerprint = fingerprint
+        self._on_disk: dict | None = None  # sha256/bytes/epoch of the last.pt this job wrote or resumed from
 
     def save(self, state: TrainState) -> None:
         buf = io.BytesIO()
         torch.save(state.state_dict(), buf)
         data = buf.getvalue()
-        # .pt first: a crash between the two writes leaves a sidecar whose hash no longer matches.
+        entry = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data), "epoch": state.epoch}
+        # Sidecar first, vouching for the new file and the one still in place: no moment without a match.
+        write_json(self.sidecar, {"fingerprint": self.fingerprint, **entry, "previous": self._on_disk})
         write_bytes(self.path, data)
-        write_json(self.sidecar, {"fingerprint": self.fingerprint, "sha256": hashlib.sha256(data).hexdigest(),
-                                         "bytes": len(data), "epoch": state.epoch})  # fmt: skip
+        self._on_disk = entry
 
     def _start_over(self, why: str) -> bool:
         log.warning("not resuming from checkpoint %s: %s; starting over from epoch 1", self.path, why)
@@ -80,15 +86,20 @@ class Checkpointer:
             return False
         try:
             meta = json.loads(self.sidecar.read_text())
-            fingerprint, digest, size = meta["fingerprint"], meta["sha256"], int(meta["bytes"])
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            fingerprint = meta["fingerprint"]
+            entries = [{"sha256": str(e["sha256"]), "bytes": int(e["bytes"]), "epoch": e.get("epoch")}
+                       for e in (meta, meta.get("previous")) if e is not None]  # fmt: skip
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             return self._start_over(f"its sidecar {self.sidecar.name} is missing or unreadable ({exc})")
         if fingerprint != self.fingerprint:
             return self._start_over("it belongs to other settings or inputs")
-        if self.path.stat().st_size != size:  # checked before reading: it could be any (huge) file
-            return self._start_over(f"its size differs from the {size} bytes in {self.sidecar.name}")
+        size = self.path.stat().st_size
+        if size not in {e["bytes"] for e in entries}:  # checked before reading: it could be any (huge) file
+            return self._start_over(f"its size differs from the {entries[0]['bytes']} bytes in {self.sidecar.name}")
         data = self.path.read_bytes()
-        if hashlib.sha256(data).hexdigest() != digest:
+        digest = hashlib.sha256(data).hexdigest()
+        matched = next((e for e in entries if e["sha256"] == digest and e["bytes"] == size), None)
+        if matched is None:
             return self._start_over(
                 f"its sha256 does not match {self.sidecar.name} (modified or not written by this pipeline)"
             )
@@ -105,10 +116,12 @@ class Checkpointer:
             # Half-applied by now: continuing would not be a fresh start either.
             raise RuntimeError(f"checkpoint {self.path} matches this job but does not fit its model ({exc}); "
                                f"delete {self.path.parent} and rerun") from exc  # fmt: skip
+        self._on_disk = matched
         log.info("resumed from %s after epoch %d", self.path, state.epoch)
         return True
 
     def clear(self) -> None:
+        self._on_disk = None
         self.path.unlink(missing_ok=True)
         self.sidecar.unlink(missing_ok=True)
         try:
