@@ -46,7 +46,7 @@ def _matches(gt: dict, results: list):
 
 def _ap(matches, weights):
     weights = np.atleast_2d(np.asarray(weights, dtype=np.float64))
-    return pooled_ap([matches], lambda _r, _k, images: weights[:, images], weights)
+    return pooled_ap([matches], [weights], weights)
 
 
 def _replicated(gt: dict, results: list, counts) -> tuple[dict, list]:
@@ -82,7 +82,7 @@ def test_image_counts_give_the_ap_of_the_replicated_test_set(seed):
     # float32 sums (what the resampling uses) agree to ~1e-6
     m = _matches(gt, results)
     w = counts[None, :].astype(float)
-    assert pooled_ap([m], lambda _r, _k, im: w[:, im], w, np.float32)[0] == pytest.approx(expected, abs=1e-5)
+    assert pooled_ap([m], [w], w, np.float32)[0] == pytest.approx(expected, abs=1e-5)
 
 
 def test_pooling_two_runs_with_swaps_gives_the_swapped_test_set():
@@ -98,7 +98,7 @@ def test_pooling_two_runs_with_swaps_gives_the_swapped_test_set():
             [r for r in res_b if swap[ids.index(r["image_id"])]]  # fmt: skip
     a, b = _matches(gt, res_a), _matches(gt, res_b)
     ones = np.ones((1, len(ids)))
-    pooled = pooled_ap([a, b], lambda run, _k, im: ((1 - swap) if run == 0 else swap)[None, im], ones)[0]
+    pooled = pooled_ap([a, b], [(1 - swap)[None], swap[None]], ones)[0]
     assert pooled == pytest.approx(_coco_ap(gt, mixed), abs=1e-6)
 
 
@@ -116,7 +116,7 @@ def test_runs_on_other_images_are_refused():
     other["annotations"] = other["annotations"][1:]
     a, b = _matches(gt, results), _matches(other, results)
     with pytest.raises(ValueError, match="different ground truth"):
-        pooled_ap([a, b], lambda _r, _k, im: np.ones((1, len(im))), np.ones((1, len(gt["images"]))))
+        pooled_ap([a, b], [np.ones((1, len(gt["images"])))] * 2, np.ones((1, len(gt["images"]))))
 
 
 def test_paired_ap_delta_finds_a_better_detector_and_not_a_copy():
@@ -165,8 +165,7 @@ def test_pooled_runs_rank_score_ties_by_image_as_cocoeval():
              {"image_id": 2, "category_id": 1, "bbox": hit, "score": 0.2}]  # fmt: skip
     swap = np.array([1.0, 0.0])
     mixed = [r for r in run_a if r["image_id"] == 2] + [r for r in run_b if r["image_id"] == 1]
-    pooled = pooled_ap([_matches(gt, run_a), _matches(gt, run_b)],
-                       lambda run, _k, im: ((1 - swap) if run == 0 else swap)[None, im], np.ones((1, 2)))[0]
+    pooled = pooled_ap([_matches(gt, run_a), _matches(gt, run_b)], [(1 - swap)[None], swap[None]], np.ones((1, 2)))[0]
     assert pooled == pytest.approx(_coco_ap(gt, mixed), abs=1e-6)
 
 

@@ -15,6 +15,7 @@ checks both against COCOeval.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +24,7 @@ from pycocotools.cocoeval import COCOeval, Params
 
 from .coco_eval import _fresh, _quiet
 
-__all__ = ["ApMatches", "ap_matches", "pooled_ap"]
+__all__ = ["ApMatches", "ap_matches", "check_same_test_set", "pooled_ap"]
 
 _EPS = np.spacing(1)  # COCOeval's guard in tp / (tp + fp)
 _MAX_CELLS = 8_000_000  # resamples × IoU thresholds × detections per block (bounds memory)
@@ -143,21 +144,28 @@ def _class_precision(tp: np.ndarray, fp: np.ndarray, weights: np.ndarray, n_obje
     return np.where(reached, picked, 0.0).reshape(b, t * r).mean(axis=1)
 
 
-def pooled_ap(runs: list[ApMatches], det_weights, image_weights: np.ndarray, dtype=np.float64) -> np.ndarray:
-    """AP (B,) of test sets pooled from ``runs`` (same images and classes).
-
-    ``image_weights`` (B, N): how often each image is in the test set (its objects count that often);
-    ``det_weights(r, k, images)`` → (B, D) weight of run r's class-k detections of the given image
-    indices (e.g. ``image_weights[:, images]`` for one run, or a swap mask times that). NaN where no
-    class has an object. ``dtype`` float32 halves the time of resampling (precision to ~1e-6).
-    """
+def check_same_test_set(runs: Sequence[ApMatches]) -> None:
+    """ValueError unless all runs were scored on the same images, classes and objects."""
     ref = runs[0]
     for other in runs[1:]:
         if not (np.array_equal(other.image_ids, ref.image_ids) and np.array_equal(other.category_ids,
                                                                                 ref.category_ids)):
-            raise ValueError("pooled_ap: runs were scored on different images or classes")
+            raise ValueError("runs were scored on different images or classes")
         if not np.array_equal(other.objects, ref.objects):
-            raise ValueError("pooled_ap: runs have different ground truth on the same images")
+            raise ValueError("runs have different ground truth on the same images")
+
+
+def pooled_ap(runs: Sequence[ApMatches], run_weights: Sequence[np.ndarray], image_weights: np.ndarray,
+              dtype=np.float64) -> np.ndarray:
+    """AP (B,) of test sets pooled from ``runs`` (same images and classes, :func:`check_same_test_set`).
+
+    ``image_weights`` (B, N): how often each image is in the test set (its objects count that often);
+    ``run_weights[r]`` (B, N): how often run r's detections of each image count (``image_weights``
+    itself for one run; for two runs, a swap mask and its complement). NaN where no class has an
+    object. ``dtype`` float32 halves the time of resampling (precision to ~1e-6).
+    """
+    check_same_test_set(runs)
+    ref = runs[0]
     image_weights = np.asarray(image_weights, dtype=np.float64)
     b = image_weights.shape[0]
     total = np.zeros(b)
@@ -170,7 +178,7 @@ def pooled_ap(runs: list[ApMatches], det_weights, image_weights: np.ndarray, dty
         scores = np.concatenate([r.det_score[k] for r in runs])
         tp = np.concatenate([r.det_tp[k] for r in runs], axis=1).astype(dtype)
         fp = np.concatenate([r.det_fp[k] for r in runs], axis=1).astype(dtype)
-        weights = np.concatenate([det_weights(n, k, r.det_image[k]) for n, r in enumerate(runs)], axis=1)
+        weights = np.concatenate([w[:, r.det_image[k]] for w, r in zip(run_weights, runs)], axis=1)
         weights = weights.astype(dtype, copy=False)
         # COCOeval's ranking of the pooled set: score, ties by image, then each run's own order. Within
         # an image only one run's detections weigh (a swap moves whole images), so their order is moot.

@@ -88,12 +88,12 @@ def _paired_stats(task: str, a_keys: list, b_keys: list, evidence: Evidence, whe
     if task == "instance":
         if any(r.ap is None for r in runs_a + runs_b):
             return None
-        ref = runs_a[0].ap
-        if any(not np.array_equal(r.ap.image_ids, ref.image_ids) for r in runs_a + runs_b):
-            raise ValueError(f"{where}: runs were tested on different images; re-run their evaluation jobs")
         matches_a, matches_b = [r.ap for r in runs_a], [r.ap for r in runs_b]
         boot, perm = ap_resamples(matches_a, matches_b, n_boot, n_perm)
-        return st.paired_ap_delta(matches_a, matches_b, n_boot=boot, n_perm=perm, seed=seed, level=CI_LEVEL)
+        try:
+            return st.paired_ap_delta(matches_a, matches_b, n_boot=boot, n_perm=perm, seed=seed, level=CI_LEVEL)
+        except ValueError as exc:  # runs on other test images: say which comparison
+            raise ValueError(f"{where}: {exc}; re-run their evaluation jobs") from None
     scores, strata = _aligned(runs_a + runs_b, where)
     return st.paired_delta(scores[: len(runs_a)], scores[len(runs_a):], strata, statistic=STATISTIC[task],
                            n_boot=n_boot, n_perm=n_perm, seed=seed, level=CI_LEVEL)  # fmt: skip

@@ -216,11 +216,6 @@ def paired_delta(
     return PairedDelta(observed, ci_low, ci_high, min(1.0, p_value), method, int(n), int(n_seeds))
 
 
-def _per_run(first: np.ndarray, second: np.ndarray):
-    """Detection weights for ``pooled_ap`` of two runs: image weights ``first`` for run 0, ``second`` for run 1."""
-    return lambda run, _k, images: (first if run == 0 else second)[:, images]
-
-
 def paired_ap_delta(runs_a: Sequence, runs_b: Sequence, *, n_boot: int = 2000, n_perm: int = 9999, seed: int = 0,
                     level: float = 0.95) -> PairedDelta:
     """Δ COCO AP = AP(b) − AP(a), averaged over seeds, with the same paired bootstrap CI and paired
@@ -231,7 +226,7 @@ def paired_ap_delta(runs_a: Sequence, runs_b: Sequence, *, n_boot: int = 2000, n
     alike); a permutation swaps the two conditions' detections of an image (jointly over seeds) and
     re-pools them. Always Monte Carlo: which images are "informative" is not a per-image score here.
     """
-    from fashion_rembg.evaluation.coco_resample import pooled_ap
+    from fashion_rembg.evaluation.coco_resample import check_same_test_set, pooled_ap
 
     if not runs_a or len(runs_a) != len(runs_b):
         raise ValueError(f"paired_ap_delta: need the same number (≥ 1) of seeds per condition, got "
@@ -240,20 +235,18 @@ def paired_ap_delta(runs_a: Sequence, runs_b: Sequence, *, n_boot: int = 2000, n
         raise ValueError(f"paired_ap_delta: level must lie in (0, 1), got {level}")
     if n_boot < 1 or n_perm < 1:
         raise ValueError("paired_ap_delta: n_boot and n_perm must be >= 1")
-    ref = runs_a[0]
-    for run in [*runs_a, *runs_b]:
-        if not (np.array_equal(run.image_ids, ref.image_ids) and np.array_equal(run.objects, ref.objects)):
-            raise ValueError("paired_ap_delta: the runs were scored on different test images or ground truth")
-    n = len(ref.image_ids)
+    try:  # up front, before any resampling
+        check_same_test_set([*runs_a, *runs_b])
+    except ValueError as exc:
+        raise ValueError(f"paired_ap_delta: {exc}") from None
+    n = len(runs_a[0].image_ids)
     method = (f"paired percentile bootstrap over test images ({n_boot} resamples, unstratified, seed pairing "
               f"kept; COCO AP re-pooled from COCOeval's per-image matches); paired permutation test over images "
               f"(Monte Carlo, {n_perm} resamples)")  # fmt: skip
 
-    def ap(run, weights, dtype):
-        return pooled_ap([run], lambda _r, _k, images: weights[:, images], weights, dtype)
-
     def deltas(weights, dtype=np.float32):  # resamples in float32: half the time, AP to ~1e-6
-        return np.mean([ap(b, weights, dtype) - ap(a, weights, dtype) for a, b in zip(runs_a, runs_b)], axis=0)
+        return np.mean([pooled_ap([b], [weights], weights, dtype) - pooled_ap([a], [weights], weights, dtype)
+                        for a, b in zip(runs_a, runs_b)], axis=0)  # fmt: skip
 
     observed = float(deltas(np.ones((1, n)), np.float64)[0])  # COCOeval's AP exactly
     if not math.isfinite(observed):  # no object in the test set: nothing to compare
@@ -274,8 +267,8 @@ def paired_ap_delta(runs_a: Sequence, runs_b: Sequence, *, n_boot: int = 2000, n
         null = np.zeros(len(swaps))
         for a, b in zip(runs_a, runs_b):
             # Condition a after the swaps: a's detections of kept images, b's of swapped ones; b the rest.
-            swapped_a = pooled_ap([a, b], _per_run(kept, swaps), ones, np.float32)
-            swapped_b = pooled_ap([a, b], _per_run(swaps, kept), ones, np.float32)
+            swapped_a = pooled_ap([a, b], [kept, swaps], ones, np.float32)
+            swapped_b = pooled_ap([a, b], [swaps, kept], ones, np.float32)
             null += swapped_b - swapped_a
         hits += int(np.sum(np.abs(null / len(runs_a)) >= abs(observed) - tol))
     p_value = (1 + hits) / (1 + n_perm)
